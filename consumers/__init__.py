@@ -1,0 +1,1 @@
+"""Downstream models that consume what the pipeline produces."""

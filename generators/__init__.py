@@ -1,0 +1,1 @@
+"""Everything that produces data: caption backends, encoders, the prior, the embedded world."""

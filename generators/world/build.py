@@ -1,0 +1,267 @@
+"""`synth2 world build`: render the splits, train the world's models, measure them.
+
+Every step leaves a marker holding the hash of the build settings; a second build with the
+same settings skips every finished step (and a finished build entirely).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generators.world.clip import ClipConfig
+from generators.world.lm import LMConfig
+from generators.world.prior_train import PriorConfig
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("pretrain", "train", "val", "test")
+WORLD_VERSION = 1
+
+
+@dataclass
+class WorldConfig:
+    size: str = "quick"
+    seed: int = 0
+    image_size: int = 64
+    split_sizes: dict[str, int] = field(default_factory=lambda: {"pretrain": 4000, "train": 4000, "val": 384,
+                                                                 "test": 960})
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    shard_size: int = 1000
+    threads: int = 2
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def preset(size: str, seed: int = 0, image_size: int = 64) -> WorldConfig:
+    """The build settings of a named size: `tiny` (tests, seconds), `quick` (≤5 min), `full` (≤30 min)."""
+    if size == "tiny":
+        return WorldConfig(size, seed, image_size, {"pretrain": 384, "train": 384, "val": 192, "test": 192},
+                           ClipConfig(image_size=image_size, vision_width=8, text_width=64, embed_dim=32,
+                                      steps=30, batch_size=64),
+                           LMConfig(width=64, docs=600, steps=40, batch_size=32),
+                           PriorConfig(heads=2, head_dim=16, layers=1, steps=40, batch_size=64), shard_size=100)
+    if size == "quick":
+        return WorldConfig(size, seed, image_size, {"pretrain": 4800, "train": 4000, "val": 384, "test": 960},
+                           ClipConfig(image_size=image_size, vision_width=8, steps=260, batch_size=192),
+                           LMConfig(docs=8000, steps=500, batch_size=48),
+                           PriorConfig(layers=3, steps=900, batch_size=256))
+    if size == "full":
+        return WorldConfig(size, seed, image_size, {"pretrain": 30000, "train": 12000, "val": 960, "test": 1920},
+                           ClipConfig(image_size=image_size, vision_width=16, steps=2000, batch_size=256),
+                           LMConfig(layers=3, docs=30000, steps=2000, batch_size=64),
+                           PriorConfig(layers=6, steps=5000, batch_size=256))
+    raise ValueError(f"unknown world size {size!r}; expected tiny, quick or full")
+
+
+class _Steps:
+    """Markers `_work/<step>.done` holding the settings hash: which steps are finished."""
+
+    def __init__(self, root: Path, digest: str) -> None:
+        self.dir, self.digest = root / "_work", digest
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def done(self, name: str) -> bool:
+        marker = self.dir / f"{name}.done"
+        return marker.exists() and marker.read_text() == self.digest
+
+    def finish(self, name: str) -> None:
+        (self.dir / f"{name}.done").write_text(self.digest)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def render_split(split: str, n: int, cfg: WorldConfig) -> tuple[np.ndarray, list]:
+    from generators.world.render import render
+    from generators.world.splits import scenes
+
+    rng = np.random.default_rng([cfg.seed, 100 + SPLITS.index(split)])
+    scs = list(scenes(split, n, cfg.seed))
+    images = np.stack([np.asarray(render(s, rng, cfg.image_size)) for s in scs])
+    return images, scs
+
+
+def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size: int = 64,
+                force: bool = False) -> dict:
+    """Build (or reuse) the world in `out`; returns the contents of `world.json`."""
+    from generators.encoders import Encoder
+    from generators.prior import EmbeddingPrior
+    from generators.world import evaluate
+    from generators.world.annotate import captions, random_caption
+    from generators.world.clip import train_clip
+    from generators.world.concepts import Scene
+    from generators.world.lm import corpus_documents, train_lm
+    from generators.world.prior_train import train_prior
+    from generators.world.splits import held_out_compositions
+    from generators.world.tokenizer import EOS, save_clip_tokenizer, save_lm_tokenizer, train_bpe
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a directory")
+    cfg = preset(size, seed, image_size)
+    digest = cfg.digest()
+    world_json = out / "world.json"
+    if world_json.exists() and not force:
+        existing = json.loads(world_json.read_text())
+        if existing.get("config_hash") == digest:
+            log.info("world in %s is already built with these settings; reusing it", out)
+            return existing
+    if force and (out / "_work").exists():
+        shutil.rmtree(out / "_work")
+    torch.set_num_threads(cfg.threads)
+    steps = _Steps(out, digest)
+    timings: dict[str, float] = {}
+    held = set(held_out_compositions(seed))
+    work = out / "_work"
+
+    t = time.time()
+    if not steps.done("render"):
+        for split in SPLITS:
+            images, scs = render_split(split, cfg.split_sizes[split], cfg)
+            np.save(work / f"{split}-images.npy", images)
+            (work / f"{split}-scenes.json").write_text(json.dumps([s.to_dict() for s in scs]))
+        steps.finish("render")
+    images = {s: np.load(work / f"{s}-images.npy") for s in SPLITS}
+    scenes = {s: [Scene.from_dict(d) for d in json.loads((work / f"{s}-scenes.json").read_text())] for s in SPLITS}
+    timings["render"] = time.time() - t
+
+    t = time.time()
+    if not steps.done("tokenizer"):
+        docs = corpus_documents(cfg.lm.docs, seed, EOS)
+        (out / "corpus.txt").write_text("".join(d.replace(EOS, "\n") for d in docs))
+        bpe = train_bpe(docs + [c for s in scenes["pretrain"] for c in captions(s)])
+        save_lm_tokenizer(bpe, work / "lm-tokenizer", cfg.lm.positions)
+        save_clip_tokenizer(bpe, work / "clip-tokenizer", cfg.clip.context_length)
+        steps.finish("tokenizer")
+    timings["tokenizer"] = time.time() - t
+
+    stats: dict[str, dict] = {}
+    t = time.time()
+    if not steps.done("clip"):
+        caps = [captions(s) for s in scenes["pretrain"]]
+        stats["clip"] = train_clip(out / "clip", images["pretrain"], caps, work / "clip-tokenizer", cfg.clip, seed)
+        (work / "clip-stats.json").write_text(json.dumps(stats["clip"]))
+        steps.finish("clip")
+    stats["clip"] = json.loads((work / "clip-stats.json").read_text())
+    timings["clip"] = time.time() - t
+
+    t = time.time()
+    if not steps.done("lm"):
+        stats["lm"] = train_lm(out / "lm", work / "lm-tokenizer", cfg.lm, seed)
+        (work / "lm-stats.json").write_text(json.dumps(stats["lm"]))
+        steps.finish("lm")
+    stats["lm"] = json.loads((work / "lm-stats.json").read_text())
+    timings["lm"] = time.time() - t
+
+    encoder = Encoder(f"local-dir:{out / 'clip'}")
+    t = time.time()
+    emb = {s: torch.cat([encoder.encode_images(images[s][i:i + 512]) for i in range(0, len(images[s]), 512)])
+           for s in SPLITS}
+    timings["embed"] = time.time() - t
+
+    t = time.time()
+    if not steps.done("prior"):
+        caps = [captions(s) for s in scenes["train"]]
+        stats["prior"] = train_prior(out / "prior", encoder, emb["train"], caps, cfg.prior, seed)
+        (work / "prior-stats.json").write_text(json.dumps(stats["prior"]))
+        steps.finish("prior")
+    stats["prior"] = json.loads((work / "prior-stats.json").read_text())
+    timings["prior"] = time.time() - t
+
+    t = time.time()
+    if not steps.done("shards"):
+        _write_shards(out, cfg, images, scenes, emb, held, encoder_name=f"local-dir:{out / 'clip'}")
+        steps.finish("shards")
+    timings["shards"] = time.time() - t
+
+    t = time.time()
+    rng = np.random.default_rng([seed, 7])
+    test_caps = [random_caption(s, rng) for s in scenes["test"]]
+    prior = EmbeddingPrior.from_pretrained(str(out / "prior"))
+    quality = {
+        "clip_zero_shot": evaluate.clip_zero_shot(encoder, emb["test"], scenes["test"], held),
+        "lm": evaluate.lm_quality(str(out / "lm"), held, per_composition=4 if size != "tiny" else 1, seed=seed),
+        "prior_retrieval": evaluate.prior_quality(encoder, prior, emb["test"], test_caps, scenes["test"], held),
+    }
+    timings["evaluate"] = time.time() - t
+
+    info = {
+        "version": WORLD_VERSION, "size": size, "seed": seed, "config_hash": digest, "config": asdict(cfg),
+        "held_out_compositions": sorted(held),
+        "held_out_fraction": len(held) / 48,
+        "splits": {s: {"samples": len(scenes[s]), "dir": f"data/{s}"} for s in SPLITS},
+        "models": {
+            "clip": {"path": "clip", "load": f"open_clip.create_model_and_transforms('local-dir:{out / 'clip'}')",
+                     "embed_dim": encoder.dim, "context_length": encoder.context_length, **stats["clip"]},
+            "lm": {"path": "lm", "load": "transformers.AutoModelForCausalLM.from_pretrained", **stats["lm"]},
+            "prior": {"path": "prior", "load": "diffusers.PriorTransformer.from_pretrained(subfolder='prior')",
+                      **stats["prior"]},
+        },
+        "quality": quality,
+        "hashes": {p.relative_to(out).as_posix(): _sha(p) for p in sorted(out.glob("*/*.safetensors"))
+                   + sorted(out.glob("prior/prior/*.safetensors"))},
+        "versions": _versions(),
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
+    }
+    world_json.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _write_shards(out: Path, cfg: WorldConfig, images, scenes, emb, held: set[str], encoder_name: str) -> None:
+    from generators.world.annotate import captions
+    from pipeline.shards import ShardWriter, make_sample, sample_key
+
+    for split in SPLITS:
+        d = out / "data" / split
+        if d.exists():
+            shutil.rmtree(d)
+        writer = ShardWriter(d, f"world-{split}", cfg.shard_size)
+        rng = np.random.default_rng([cfg.seed, 200 + SPLITS.index(split)])
+        for i, (img, scene) in enumerate(zip(images[split], scenes[split])):
+            phr = captions(scene)
+            txt = phr[int(rng.integers(len(phr)))]
+            meta = {"source": "real", "split": split, "concepts": list(scene.compositions), "scene": scene.to_dict(),
+                    "captions": phr, "held_out": any(c in held for c in scene.compositions),
+                    "encoder": encoder_name, "world_seed": cfg.seed}
+            writer.write(make_sample(sample_key(f"world-{cfg.seed}-{split}", i), txt, emb[split][i].numpy(), meta,
+                                     png=_png(img)))
+        writer.close()
+
+
+def _sha(path: Path) -> str:
+    from pipeline.shards import sha256_file
+
+    return sha256_file(path)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("synth2", "torch", "transformers", "diffusers", "open_clip_torch", "tokenizers", "webdataset"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+

@@ -1,0 +1,111 @@
+"""The world's caption LM: a small GPT-2 trained on a text corpus that covers every concept.
+
+The corpus is made of prompt/caption blocks in the demo spec's prompt format, one to three
+per document, so the model follows zero- and few-shot prompts as an instruction LLM would.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generators.world.annotate import COUNT_WORD, random_caption
+from generators.world.concepts import Scene
+from generators.world.splits import scenes
+
+log = logging.getLogger(__name__)
+
+PROMPT_TEMPLATE = "Concepts: {concepts}\nCaption:"
+
+
+def scene_concepts(scene: Scene, rng: np.random.Generator) -> list[str]:
+    """Concepts a prompt for this scene may name: its compositions, sometimes an extra attribute."""
+    concepts = list(dict.fromkeys(scene.compositions))
+    rng.shuffle(concepts)
+    extras = []
+    if scene.kind == "single":
+        extras = [scene.objects[0].size, scene.position]
+    elif scene.kind == "count":
+        extras = [scene.objects[0].size, COUNT_WORD[scene.count]]
+    elif scene.kind == "relation":
+        extras = [scene.relation]
+    for e in extras:
+        if rng.random() < 0.25:
+            concepts.append(e)
+    return concepts
+
+
+def block(concepts: list[str], caption: str) -> str:
+    return PROMPT_TEMPLATE.format(concepts=", ".join(concepts)) + " " + caption + "\n"
+
+
+def corpus_documents(n: int, seed: int, eos: str) -> list[str]:
+    """`n` documents of 1-3 prompt/caption blocks over scenes balanced across all compositions."""
+    rng = np.random.default_rng([seed, 20])
+    docs, it = [], scenes("corpus", 3 * n, seed)
+    for _ in range(n):
+        k = int(rng.integers(1, 4))
+        blocks = []
+        for _ in range(k):
+            s = next(it)
+            blocks.append(block(scene_concepts(s, rng), random_caption(s, rng)))
+        docs.append("".join(blocks) + eos)
+    return docs
+
+
+@dataclass
+class LMConfig:
+    layers: int = 2
+    width: int = 128
+    heads: int = 4
+    positions: int = 192
+    docs: int = 12000
+    steps: int = 800
+    batch_size: int = 64
+    lr: float = 2e-3
+
+
+def train_lm(out: Path, tokenizer_dir: Path, cfg: LMConfig, seed: int = 0) -> dict:
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    docs = corpus_documents(cfg.docs, seed, tok.eos_token)
+    enc = tok(docs, padding="max_length", truncation=True, max_length=cfg.positions, return_tensors="pt")
+    ids, attn = enc.input_ids, enc.attention_mask
+    longest = int(attn.sum(1).max())
+    ids, attn = ids[:, :longest], attn[:, :longest]
+    # GPT2LMHeadModel shifts labels itself: labels are the inputs, with padding ignored.
+    labels = ids.masked_fill(attn == 0, -100)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tok), n_positions=cfg.positions, n_embd=cfg.width, n_layer=cfg.layers,
+                        n_head=cfg.heads, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id)
+    model = GPT2LMHeadModel(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    t0, losses = time.time(), []
+    for step in range(cfg.steps):
+        idx = torch.randint(len(ids), (cfg.batch_size,), generator=gen)
+        width = int(attn[idx].sum(1).max())
+        loss = model(input_ids=ids[idx, :width], attention_mask=attn[idx, :width], labels=labels[idx, :width]).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 200 == 0 or step == cfg.steps - 1:
+            log.info("lm step %d/%d loss %.3f (%.0fs)", step, cfg.steps, loss.item(), time.time() - t0)
+    model.eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return {"steps": cfg.steps, "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0,
+            "parameters": sum(p.numel() for p in model.parameters()), "documents": cfg.docs}

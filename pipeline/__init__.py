@@ -1,0 +1,1 @@
+"""Build synthetic image-text data: the job spec, Ray stages, shards and manifests."""

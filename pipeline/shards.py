@@ -1,0 +1,234 @@
+"""The sample, shard and manifest contract (ARCHITECTURE.md). No Ray here.
+
+A shard is written under a temporary name and renamed once complete; `manifest.json` is
+rewritten (atomically) after every shard, so a shard listed in the manifest is whole and a
+shard not listed does not exist. A writer opened on a directory that already has a manifest
+continues after its last shard, which is how a crashed job resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+CONTRACT_VERSION = 1
+
+
+def sample_key(job_id: str, index: int) -> str:
+    """Stable sample id: a hash of the job id and the caption index (same job, same keys)."""
+    return hashlib.sha1(f"{job_id}:{index}".encode()).hexdigest()[:16]
+
+
+def encode_npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def make_sample(key: str, txt: str, emb: np.ndarray | None, meta: dict[str, Any],
+                png: bytes | None = None) -> dict[str, bytes | str]:
+    """One WebDataset sample in the contract: `txt`, `emb.npy` (float16), `json`, optional `png`."""
+    if "source" not in meta or meta["source"] not in ("synthetic", "real"):
+        raise ValueError(f"sample json needs source 'synthetic' or 'real' (got {meta.get('source')!r})")
+    sample: dict[str, bytes | str] = {"__key__": key, "txt": txt.encode("utf-8"),
+                                      "json": json.dumps(meta, sort_keys=True).encode("utf-8")}
+    if emb is not None:
+        sample["emb.npy"] = encode_npy(np.asarray(emb, dtype=np.float16))
+    if png is not None:
+        sample["png"] = png
+    return sample
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class ShardInfo:
+    name: str
+    samples: int
+    bytes: int
+    sha256: str
+    first_index: int
+
+
+@dataclass
+class Manifest:
+    name: str
+    shards: list[ShardInfo] = field(default_factory=list)
+    spec: dict[str, Any] | None = None
+    spec_hash: str | None = None
+    complete: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> int:
+        return sum(s.samples for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": CONTRACT_VERSION, "name": self.name, "samples": self.samples,
+                "complete": self.complete, "spec_hash": self.spec_hash, "spec": self.spec,
+                "shards": [vars(s) for s in self.shards], **self.extra}
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Manifest | None:
+        path = Path(directory) / MANIFEST
+        if not path.exists():
+            return None
+        d = json.loads(path.read_text())
+        known = {"version", "name", "samples", "complete", "spec_hash", "spec", "shards"}
+        return cls(name=d["name"], shards=[ShardInfo(**s) for s in d["shards"]], spec=d.get("spec"),
+                   spec_hash=d.get("spec_hash"), complete=d.get("complete", False),
+                   extra={k: v for k, v in d.items() if k not in known})
+
+    def save(self, directory: str | Path) -> None:
+        _write_json_atomic(Path(directory) / MANIFEST, self.to_dict())
+
+
+class ShardWriter:
+    """Writes samples into `{name}-{000000}.tar` shards of `shard_size` samples under `directory`.
+
+    Resumes from the directory's manifest: `start_index` tells the caller which sample index
+    the next `write` must be (samples before it are already in finished shards). Leftover
+    temporary files from a crash are removed.
+    """
+
+    def __init__(self, directory: str | Path, name: str, shard_size: int,
+                 spec: dict[str, Any] | None = None, spec_hash: str | None = None) -> None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1 (got {shard_size})")
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(f"output directory {self.directory} exists and is not a directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(f"{name}-*.tar.tmp"):
+            stale.unlink()
+        self.manifest = Manifest.load(self.directory) or Manifest(name=name, spec=spec, spec_hash=spec_hash)
+        if self.manifest.name != name:
+            raise ValueError(f"{self.directory} holds shards named {self.manifest.name!r}, not {name!r}")
+        self.name, self.shard_size = name, shard_size
+        self._buffer: list[dict] = []
+
+    @property
+    def start_index(self) -> int:
+        return self.manifest.samples
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.complete
+
+    def write(self, sample: dict) -> ShardInfo | None:
+        """Add a sample; returns the shard's info when this sample completed one."""
+        self._buffer.append(sample)
+        if len(self._buffer) >= self.shard_size:
+            return self._flush()
+        return None
+
+    def write_all(self, samples: Iterable[dict]) -> None:
+        for s in samples:
+            self.write(s)
+
+    def _flush(self) -> ShardInfo | None:
+        if not self._buffer:
+            return None
+        index = len(self.manifest.shards)
+        final = self.directory / f"{self.name}-{index:06d}.tar"
+        tmp = final.with_name(final.name + ".tmp")
+        with open(tmp, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for sample in self._buffer:
+                    _add_sample(tar, sample)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, final)
+        info = ShardInfo(final.name, len(self._buffer), final.stat().st_size, sha256_file(final),
+                         self.manifest.samples)
+        self.manifest.shards.append(info)
+        self.manifest.save(self.directory)
+        self._buffer = []
+        return info
+
+    def close(self, complete: bool = True) -> Manifest:
+        """Write the last (possibly short) shard and mark the manifest complete."""
+        self._flush()
+        self.manifest.complete = complete
+        self.manifest.save(self.directory)
+        return self.manifest
+
+
+def _add_sample(tar: tarfile.TarFile, sample: dict) -> None:
+    key = sample["__key__"]
+    for ext in sorted(k for k in sample if not k.startswith("__")):
+        data = sample[ext]
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        info = tarfile.TarInfo(f"{key}.{ext}")
+        info.size = len(data)
+        info.mtime = 0  # identical content gives identical bytes, hence identical sha256
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+
+def shard_paths(directory: str | Path) -> list[Path]:
+    """The finished shards of a directory, in order, as its manifest lists them."""
+    m = Manifest.load(directory)
+    if m is None:
+        raise FileNotFoundError(f"no {MANIFEST} in {directory}: not a synth2 shard directory")
+    return [Path(directory) / s.name for s in m.shards]
+
+
+def iter_samples(directory: str | Path) -> Iterator[dict]:
+    """Samples of a shard directory, decoded: txt as str, json as dict, emb.npy as array."""
+    for path in shard_paths(directory):
+        yield from iter_tar(path)
+
+
+def iter_tar(path: str | Path) -> Iterator[dict]:
+    current: dict[str, Any] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, ext = member.name.partition(".")
+            if current and current["__key__"] != key:
+                yield current
+                current = {}
+            current["__key__"] = key
+            data = tar.extractfile(member).read()
+            if ext == "txt":
+                current["txt"] = data.decode("utf-8")
+            elif ext == "json":
+                current["json"] = json.loads(data)
+            elif ext.endswith("npy"):
+                current[ext] = decode_npy(data)
+            else:
+                current[ext] = data
+    if current:
+        yield current

@@ -1,0 +1,250 @@
+"""The job spec: the one description of a job, shared by the CLI, `pipeline/run.py` and the API.
+
+Versioned, bounded, and strict: an unknown key is an error, not something silently ignored.
+No Ray here, so every package may import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SPEC_VERSION = 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Concepts(Strict):
+    """What to write captions about."""
+
+    items: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=1_000_000, description="The concept bank: one entry per concept.")
+    weights: dict[str, Annotated[float, Field(gt=0, le=1e6)]] | None = Field(
+        None, description="Relative share of captions per concept (default: uniform).")
+    per_prompt: int = Field(1, ge=1, le=16, description="Concepts named in one prompt.")
+
+    @field_validator("items")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        seen: set[str] = set()
+        dup = [x for x in v if x in seen or seen.add(x)]
+        if dup:
+            raise ValueError(f"concepts must be unique; repeated: {dup[:5]}")
+        return v
+
+    @model_validator(mode="after")
+    def _weights_known(self) -> Concepts:
+        if self.weights:
+            unknown = sorted(set(self.weights) - set(self.items))
+            if unknown:
+                raise ValueError(f"weights name concepts not in items: {unknown[:5]}")
+        return self
+
+
+class FewShot(Strict):
+    concepts: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=16)
+    caption: str = Field(min_length=1, max_length=1000)
+
+
+class Sampling(Strict):
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, le=100_000)
+    max_new_tokens: int = Field(48, ge=1, le=2048)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class Captions(Strict):
+    """Which LLM writes the captions, and how it is prompted."""
+
+    backend: Literal["hf", "openai"] = "hf"
+    model: str = Field(min_length=1, max_length=500, description="Local path or hub id (hf); model name (openai).")
+    endpoint: str | None = Field(None, max_length=500, description="Base URL of an OpenAI-compatible server.")
+    api: Literal["completions", "chat"] = "completions"
+    api_key_env: str | None = Field(None, max_length=100, description="Environment variable holding the API key.")
+    prompt: str = Field("Concepts: {concepts}\nCaption:", min_length=1, max_length=20_000)
+    few_shot: list[FewShot] = Field(default_factory=list, max_length=256)
+    shots_per_prompt: int = Field(0, ge=0, le=32, description="Few-shot examples drawn into each prompt.")
+    per_concept: int = Field(8, ge=1, le=1_000_000, description="Captions requested per concept.")
+    sampling: Sampling = Field(default_factory=Sampling)
+    batch_size: int = Field(64, ge=1, le=4096)
+    min_words: int = Field(2, ge=1, le=1000)
+    max_words: int = Field(64, ge=1, le=10_000)
+    concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight (openai).")
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=20)
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_slot(cls, v: str) -> str:
+        if "{concepts}" not in v:
+            raise ValueError("prompt must contain the {concepts} placeholder")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Captions:
+        if self.backend == "openai" and not self.endpoint:
+            raise ValueError("backend 'openai' needs an endpoint (e.g. http://127.0.0.1:8000/v1)")
+        if self.endpoint and not re.match(r"^https?://", self.endpoint):
+            raise ValueError(f"endpoint must be an http(s) URL (got {self.endpoint!r})")
+        if self.shots_per_prompt > len(self.few_shot):
+            raise ValueError(f"shots_per_prompt={self.shots_per_prompt} but only {len(self.few_shot)} few_shot examples")
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is greater than max_words ({self.max_words})")
+        return self
+
+
+class Balance(Strict):
+    method: Literal["none", "cap", "target"] = "cap"
+    cap: int | None = Field(None, ge=1, le=10_000_000,
+                            description="Per-concept threshold t (MetaCLIP): keep with probability t/count.")
+    target: dict[str, Annotated[float, Field(gt=0)]] | None = Field(None, description="Target share per concept.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Balance:
+        if self.method == "target" and not self.target:
+            raise ValueError("method 'target' needs a target distribution")
+        return self
+
+
+class Scoring(Strict):
+    embedder: Literal["encoder"] = Field("encoder", description="Text embeddings from the synthesis encoder.")
+    exact_dedup: bool = True
+    near_dup_threshold: float = Field(0.98, ge=0.0, le=1.0, description="Cosine above which captions are duplicates.")
+    balance: Balance = Field(default_factory=Balance)
+
+
+class EncoderSpec(Strict):
+    name: str = Field(min_length=1, max_length=500,
+                      description="open_clip name (ViT-B-32), hf-hub:org/repo or local-dir:/path.")
+    pretrained: str | None = Field(None, max_length=500, description="open_clip pretrained tag or file.")
+
+
+class Synthesis(Strict):
+    space: Literal["embedding"] = "embedding"
+    prior: str = Field(min_length=1, max_length=500, description="Folder or hub id with prior/ and prior_scheduler/.")
+    encoder: EncoderSpec
+    scheduler: Literal["ddim", "ddpm", "dpm", "unclip"] = "ddim"
+    steps: int = Field(25, ge=1, le=1000)
+    guidance_scale: float = Field(1.0, ge=1.0, le=50.0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    batch_size: int = Field(256, ge=1, le=65_536)
+
+
+class EmbedInput(Strict):
+    """Real image-text shards to embed (job kind `embed`)."""
+
+    shards: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(min_length=1, max_length=100_000)
+    image_key: str = Field("png", pattern=r"^[a-z0-9.]+$")
+    text_key: str = Field("txt", pattern=r"^[a-z0-9.]+$")
+    encoder: EncoderSpec
+    batch_size: int = Field(256, ge=1, le=65_536)
+
+
+class Output(Strict):
+    dir: str = Field(min_length=1, max_length=2000, description="Local directory or fsspec URL.")
+    shard_size: int = Field(1000, ge=1, le=1_000_000)
+    name: str = Field("synth2", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Shard file prefix.")
+
+
+class StageResources(Strict):
+    num_cpus: float = Field(1.0, ge=0.0, le=1024)
+    num_gpus: float = Field(0.0, ge=0.0, le=64)
+    concurrency: int = Field(1, ge=1, le=4096)
+
+
+class Resources(Strict):
+    caption: StageResources = Field(default_factory=StageResources)
+    score: StageResources = Field(default_factory=StageResources)
+    synthesize: StageResources = Field(default_factory=StageResources)
+    embed: StageResources = Field(default_factory=StageResources)
+
+
+class JobSpec(Strict):
+    """A synth2 job. `kind: synthesize` turns concepts into (caption, image embedding) shards;
+    `kind: embed` turns real image-text shards into the same contract."""
+
+    version: Literal[1] = Field(description="Spec format version; this release reads 1.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Job name.")
+    kind: Literal["synthesize", "embed"] = "synthesize"
+    concepts: Concepts | None = None
+    captions: Captions | None = None
+    scoring: Scoring = Field(default_factory=Scoring)
+    synthesis: Synthesis | None = None
+    input: EmbedInput | None = None
+    output: Output
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _sections_for_kind(self) -> JobSpec:
+        need = {"synthesize": ("concepts", "captions", "synthesis"), "embed": ("input",)}[self.kind]
+        missing = [s for s in need if getattr(self, s) is None]
+        if missing:
+            raise ValueError(f"kind '{self.kind}' needs section(s): {', '.join(missing)}")
+        return self
+
+
+class SpecError(ValueError):
+    """A spec that failed validation; `problems` holds one `path: message (got VALUE)` line each."""
+
+    def __init__(self, problems: list[str], source: str = "spec") -> None:
+        self.problems = problems
+        super().__init__(f"{source} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def format_errors(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg} (got {_short(e.get('input'))})")
+    return lines
+
+
+def parse_spec(data: Any, source: str = "spec") -> JobSpec:
+    if not isinstance(data, dict):
+        raise SpecError([f"(top level): expected a mapping of sections (got {_short(data)})"], source)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_errors(e), source) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON spec file; raises `SpecError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError([f"(file): cannot read {path}: {e.strerror}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError([f"(file): not valid YAML/JSON: {e}"], str(path)) from None
+    return parse_spec(data, str(path))
+
+
+def spec_hash(spec: JobSpec) -> str:
+    """Hash of everything that decides a job's output (resources do not)."""
+    data = spec.model_dump(mode="json", exclude={"resources"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def json_schema() -> dict:
+    return JobSpec.model_json_schema()

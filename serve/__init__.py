@@ -1,0 +1,1 @@
+"""The synth2 HTTP service."""

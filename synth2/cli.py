@@ -1,0 +1,125 @@
+"""The `synth2` command: thin groups over each package's public entry points."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from synth2 import __version__
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("synth2").setLevel(logging.INFO)
+    for noisy in ("root", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="synth2")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress of every stage.")
+def main(verbose: bool) -> None:
+    """synth2: synthetic image-text training data for vision-language models.
+
+    An LLM writes captions for a concept bank, the captions are deduplicated and rebalanced,
+    a text-to-image prior turns each one into an image embedding, and the pairs are written
+    as WebDataset shards (Synth², Sharifzadeh et al. 2024).
+    """
+    _setup_logging(verbose)
+
+
+@main.group()
+def spec() -> None:
+    """Validate job specs and print their schema."""
+
+
+@spec.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def spec_validate(files: tuple[str, ...]) -> None:
+    """Check spec FILES; print each problem as `path.to.field: message (got VALUE)`."""
+    from pipeline.spec import SpecError, load_spec, spec_hash
+
+    failed = False
+    for f in files:
+        try:
+            s = load_spec(f)
+        except SpecError as e:
+            failed = True
+            click.echo(f"{f}: invalid", err=True)
+            for p in e.problems:
+                click.echo(f"  {p}", err=True)
+        else:
+            click.echo(f"{f}: ok (job {s.name!r}, kind {s.kind}, spec hash {spec_hash(s)[:12]})")
+    sys.exit(1 if failed else 0)
+
+
+@spec.command("schema")
+def spec_schema() -> None:
+    """Print the job spec's JSON schema."""
+    from pipeline.spec import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.group()
+def world() -> None:
+    """The embedded world: a procedural image-caption domain and its small models."""
+
+
+@world.command("build")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to build the world in.")
+@click.option("--size", type=click.Choice(["tiny", "quick", "full"]), default="quick", show_default=True,
+              help="quick: ≤5 min on 2 CPU cores; full: ≤30 min, better models; tiny: seconds, for tests.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every split and model.")
+@click.option("--image-size", type=click.IntRange(32, 256), default=64, show_default=True, help="Image side, pixels.")
+@click.option("--force", is_flag=True, help="Rebuild even if a build with these settings exists.")
+def world_build(out: str, size: str, seed: int, image_size: int, force: bool) -> None:
+    """Render the splits as shards, train CLIP, caption LM and prior, and measure them."""
+    from generators.world.build import build_world
+
+    logging.getLogger("generators").setLevel(logging.INFO)
+    info = build_world(out, size=size, seed=seed, image_size=image_size, force=force)
+    click.echo(format_world(info))
+
+
+@world.command("show")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def world_show(directory: str) -> None:
+    """Print the figures of a built world."""
+    from pathlib import Path
+
+    path = Path(directory) / "world.json"
+    if not path.exists():
+        raise click.ClickException(f"{directory} has no world.json: build it with `synth2 world build --out {directory}`")
+    click.echo(format_world(json.loads(path.read_text())))
+
+
+def format_world(info: dict) -> str:
+    q = info["quality"]
+    z, lm, pr = q["clip_zero_shot"], q["lm"], q["prior_retrieval"]
+    pct = lambda v: "n/a" if v is None else f"{100 * v:5.1f}%"  # noqa: E731
+    lines = [
+        f"world ({info['size']}, seed {info['seed']}): held-out compositions "
+        f"{len(info['held_out_compositions'])}/48 ({100 * info['held_out_fraction']:.0f}%)",
+        "  splits: " + ", ".join(f"{k} {v['samples']}" for k, v in info["splits"].items()),
+        f"  CLIP zero-shot (test)      colour {pct(z['all']['colour'])}  shape {pct(z['all']['shape'])}"
+        f"   held-out: colour {pct(z['held_out']['colour'])} shape {pct(z['held_out']['shape'])}",
+        f"  caption LM samples         parsed {pct(lm['parse_rate'])}  on-concept {pct(lm['on_concept_rate'])}"
+        f"  absent from train split {pct(lm['held_out_share'])}",
+        f"  prior caption R@1 of 100   chance {pct(pr['chance'])}  true image {pct(pr['true_image']['all'])}",
+    ]
+    for k, v in pr.items():
+        if k.startswith("prior_guidance_"):
+            lines.append(f"    prior, guidance {k.rsplit('_', 1)[1]:<4}      all {pct(v['all'])}  seen {pct(v['seen'])}"
+                         f"  held-out {pct(v['held_out'])}")
+    t = info["timings_s"]
+    lines.append(f"  build time {sum(t.values()):.0f} s (" + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + ")")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Each world model saves and reloads through the loader a hub model would use, unchanged."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from generators.encoders import Encoder, encode_text_tokens
+from generators.prior import EmbeddingPrior
+
+
+def test_world_json_records_figures_versions_and_hashes(tiny_world):
+    out, info = tiny_world
+    on_disk = json.loads((out / "world.json").read_text())
+    assert on_disk["config_hash"] == info["config_hash"]
+    q = on_disk["quality"]
+    assert set(q["clip_zero_shot"]["all"]) == {"colour", "shape", "n"}
+    assert 0 <= q["lm"]["parse_rate"] <= 1 and "held_out_share" in q["lm"]
+    pr = q["prior_retrieval"]
+    assert pr["chance"] == 0.01 and "true_image" in pr and "prior_guidance_1" in pr
+    assert on_disk["versions"]["torch"] and on_disk["versions"]["open_clip_torch"]
+    assert any(k.startswith("clip/") for k in on_disk["hashes"])
+    assert on_disk["held_out_fraction"] >= 0.15
+
+
+def test_world_shards_follow_the_contract(tiny_world):
+    import webdataset as wds
+
+    from pipeline.shards import Manifest, sha256_file
+
+    out, info = tiny_world
+    for split in ("pretrain", "train", "val", "test"):
+        m = Manifest.load(out / "data" / split)
+        assert m.complete and m.samples == info["splits"][split]["samples"]
+        for s in m.shards:
+            assert sha256_file(out / "data" / split / s.name) == s.sha256
+    train = out / "data" / "train"
+    rows = list(wds.WebDataset([str(train / s.name) for s in Manifest.load(train).shards], shardshuffle=False).decode("rgb8"))
+    r = rows[0]
+    assert r["png"].shape == (32, 32, 3)
+    assert r["emb.npy"].dtype == np.float16 and r["emb.npy"].shape == (info["models"]["clip"]["embed_dim"],)
+    assert r["json"]["source"] == "real" and r["txt"] in r["json"]["captions"]
+    held = set(info["held_out_compositions"])
+    assert not any(c in held for row in rows for c in row["json"]["concepts"])
+
+
+def test_clip_reloads_through_open_clip_and_pools_at_eos(tiny_world):
+    out, _ = tiny_world
+    a, b = Encoder(f"local-dir:{out / 'clip'}"), Encoder(f"local-dir:{out / 'clip'}")
+    texts = ["a small red circle in the center", "two large blue stars", ""]
+    ea, eb = a.encode_text(texts), b.encode_text(texts)
+    assert torch.equal(ea.pooled, eb.pooled)
+    ids = a.tokenize(texts)
+    eos = a.model.text_eos_id
+    assert (ids == eos).sum(1).tolist() == [1, 1, 1]  # the tokenizer appends exactly one end-of-text
+    # Tokens after the end of text must not change the pooled embedding (causal tower, eos pooling).
+    noisy = ids.clone()
+    after = torch.arange(ids.shape[1])[None] > (ids == eos).int().argmax(1, keepdim=True)
+    noisy[after] = 7
+    assert torch.allclose(encode_text_tokens(a.model, noisy).pooled, ea.pooled, atol=1e-6)
+    img = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    assert torch.equal(a.encode_images(img), b.encode_images(img))
+
+
+def test_clip_trained_in_memory_equals_clip_reloaded(tmp_path, tiny_world):
+    import open_clip
+
+    from generators.world.clip import ClipConfig, model_cfg, save_clip
+
+    out, _ = tiny_world
+    cfg = ClipConfig(image_size=32, vision_width=8, text_width=32, text_heads=2, embed_dim=16)
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(out / "clip"))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**model_cfg(cfg, len(tok), tok.eos_token_id, tok.pad_token_id)).eval()
+    save_clip(model, model_cfg(cfg, len(tok), tok.eos_token_id, tok.pad_token_id), tmp_path / "c", out / "clip", cfg)
+    enc = Encoder(f"local-dir:{tmp_path / 'c'}")
+    ids = enc.tokenize(["a red star above a green square"])
+    with torch.no_grad():
+        assert torch.allclose(model.encode_text(ids), enc.model.encode_text(ids))
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.allclose(model.encode_image(x), enc.model.encode_image(x))
+
+
+def test_caption_lm_reloads_through_auto_classes(tiny_world):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, _ = tiny_world
+    tok = AutoTokenizer.from_pretrained(str(out / "lm"))
+    m1 = AutoModelForCausalLM.from_pretrained(str(out / "lm")).eval()
+    m2 = AutoModelForCausalLM.from_pretrained(str(out / "lm")).eval()
+    ids = tok("Concepts: red circle\nCaption:", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(m1(ids).logits, m2(ids).logits)
+    assert tok.decode(ids[0]) == "Concepts: red circle\nCaption:"
+    assert type(tok).__name__ == "PreTrainedTokenizerFast" or tok.is_fast
+
+
+def test_prior_reloads_and_samples_deterministically(tiny_world):
+    out, _ = tiny_world
+    enc = Encoder(f"local-dir:{out / 'clip'}")
+    text, null = enc.encode_text(["a red circle above a blue star", "two small green squares"]), enc.encode_text([""])
+    p1, p2 = EmbeddingPrior.from_pretrained(str(out / "prior")), EmbeddingPrior.from_pretrained(str(out / "prior"))
+    a = p1.sample(text, [1, 2], null=null, steps=5, guidance_scale=2.0)
+    b = p2.sample(text, [1, 2], null=null, steps=5, guidance_scale=2.0)
+    assert torch.equal(a, b) and a.shape == (2, enc.dim)
+    assert torch.allclose(a.norm(dim=-1), torch.ones(2), atol=1e-5)
+    # a sample depends on its own seed only, not on the rest of its batch
+    one = p1.sample(enc.encode_text(["two small green squares"]), [2], null=null, steps=5, guidance_scale=2.0)
+    assert torch.allclose(one[0], a[1], atol=1e-5)
+    with pytest.raises(ValueError, match="one seed per caption"):
+        p1.sample(text, [1], steps=2)
+    with pytest.raises(ValueError, match="null"):
+        p1.sample(text, [1, 2], steps=2, guidance_scale=3.0)
+    with pytest.raises(ValueError, match="cannot load prior"):
+        EmbeddingPrior.from_pretrained(str(out / "nowhere"))
+
+
+def test_second_build_reuses_the_first(tiny_world):
+
+    from generators.world.build import build_world
+
+    out, info = tiny_world
+    weights = out / "clip" / "open_clip_model.safetensors"
+    before = weights.stat().st_mtime_ns
+    again = build_world(out, size="tiny", seed=0, image_size=32)
+    assert again == info
+    assert weights.stat().st_mtime_ns == before
+
+
+def test_build_refuses_a_file_as_output(tmp_path):
+    from generators.world.build import build_world
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(NotADirectoryError):
+        build_world(f, size="tiny")
+    with pytest.raises(ValueError, match="unknown world size"):
+        build_world(tmp_path / "w", size="huge")

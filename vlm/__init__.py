@@ -1,0 +1,1 @@
+"""The vision-language model trained on synth2 shards."""
