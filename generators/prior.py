@@ -42,7 +42,7 @@ class EmbeddingPrior:
         try:
             prior = PriorTransformer.from_pretrained(path, subfolder="prior").to(device).eval()
             sched = DDPMScheduler.from_pretrained(path, subfolder="prior_scheduler")
-        except (OSError, ValueError, EnvironmentError) as e:
+        except (OSError, ValueError) as e:
             raise ValueError(f"cannot load prior {path!r} (expects prior/ and prior_scheduler/): {e}") from e
         return cls(prior, dict(sched.config), device)
 

@@ -65,6 +65,20 @@ def spec_schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
+@main.command("run")
+@click.option("--spec", "spec_path", required=True, type=click.Path(dir_okay=False), help="Job spec (YAML or JSON).")
+@click.option("--force", is_flag=True, help="Replace the output of a different spec in output.dir.")
+@click.option("--output-dir", help="Override output.dir.")
+@click.option("--local", is_flag=True, help="Run every stage in this process, without Ray.")
+def run(spec_path: str, force: bool, output_dir: str | None, local: bool) -> None:
+    """Run (or resume) a job; the same as `python pipeline/run.py`, which `ray job submit` runs."""
+    from pipeline.run import main as run_main
+
+    args = ["--spec", spec_path] + (["--force"] if force else []) + (["--local"] if local else [])
+    args += ["--output-dir", output_dir] if output_dir else []
+    sys.exit(run_main(args))
+
+
 @main.group()
 def world() -> None:
     """The embedded world: a procedural image-caption domain and its small models."""

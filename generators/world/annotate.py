@@ -8,7 +8,7 @@ before parsing, so "An orange star." parses like "a orange star".
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -107,7 +107,7 @@ _FIELD_RE = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _patterns() -> list[tuple[str, re.Pattern]]:
     out = []
     for kind, templates in TEMPLATES.items():

@@ -56,14 +56,14 @@ def preset(size: str, seed: int = 0, image_size: int = 64) -> WorldConfig:
                            PriorConfig(heads=2, head_dim=16, layers=1, steps=40, batch_size=64), shard_size=100)
     if size == "quick":
         return WorldConfig(size, seed, image_size, {"pretrain": 4800, "train": 4000, "val": 384, "test": 960},
-                           ClipConfig(image_size=image_size, vision_width=8, steps=260, batch_size=192),
-                           LMConfig(docs=8000, steps=500, batch_size=48),
-                           PriorConfig(layers=3, steps=900, batch_size=256))
+                           ClipConfig(image_size=image_size, vision_width=12, steps=260, batch_size=160, lr=3e-3),
+                           LMConfig(docs=8000, steps=650, batch_size=48, lr=3e-3),
+                           PriorConfig(layers=2, steps=800, batch_size=128))
     if size == "full":
         return WorldConfig(size, seed, image_size, {"pretrain": 30000, "train": 12000, "val": 960, "test": 1920},
-                           ClipConfig(image_size=image_size, vision_width=16, steps=2000, batch_size=256),
-                           LMConfig(layers=3, docs=30000, steps=2000, batch_size=64),
-                           PriorConfig(layers=6, steps=5000, batch_size=256))
+                           ClipConfig(image_size=image_size, vision_width=16, steps=1400, batch_size=256),
+                           LMConfig(layers=3, docs=30000, steps=1500, batch_size=64, lr=3e-3),
+                           PriorConfig(layers=4, steps=4000, batch_size=128))
     raise ValueError(f"unknown world size {size!r}; expected tiny, quick or full")
 
 
@@ -224,7 +224,7 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
     }
     world_json.write_text(json.dumps(info, indent=1))
-    return info
+    return json.loads(world_json.read_text())
 
 
 def _write_shards(out: Path, cfg: WorldConfig, images, scenes, emb, held: set[str], encoder_name: str) -> None:
@@ -237,7 +237,7 @@ def _write_shards(out: Path, cfg: WorldConfig, images, scenes, emb, held: set[st
             shutil.rmtree(d)
         writer = ShardWriter(d, f"world-{split}", cfg.shard_size)
         rng = np.random.default_rng([cfg.seed, 200 + SPLITS.index(split)])
-        for i, (img, scene) in enumerate(zip(images[split], scenes[split])):
+        for i, (img, scene) in enumerate(zip(images[split], scenes[split], strict=False)):
             phr = captions(scene)
             txt = phr[int(rng.integers(len(phr)))]
             meta = {"source": "real", "split": split, "concepts": list(scene.compositions), "scene": scene.to_dict(),

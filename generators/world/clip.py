@@ -33,7 +33,7 @@ class ClipConfig:
     text_width: int = 128
     text_layers: int = 2
     text_heads: int = 4
-    context_length: int = 32
+    context_length: int = 16  # the longest world caption is 13 tokens with its end-of-text
     steps: int = 600
     batch_size: int = 256
     lr: float = 2e-3

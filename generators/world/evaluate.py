@@ -29,7 +29,7 @@ def clip_zero_shot(encoder: Encoder, image_emb: torch.Tensor, scenes: list[Scene
     comps = all_compositions()
     keep = [i for i, s in enumerate(scenes) if s.kind != "relation"]
     pred = (image_emb[keep] @ composition_prototypes(encoder).T).argmax(1).tolist()
-    rows = [(comps[p].split(" "), scenes[i].objects[0]) for p, i in zip(pred, keep)]
+    rows = [(comps[p].split(" "), scenes[i].objects[0]) for p, i in zip(pred, keep, strict=False)]
     out = {}
     for name, sel in (("all", lambda o: True), ("seen", lambda o: o.composition not in held_out),
                       ("held_out", lambda o: o.composition in held_out)):
@@ -60,7 +60,7 @@ def lm_quality(lm_dir: str, held_out: set[str], per_composition: int = 4, seed: 
     caps = [o.split("\n")[0].strip() for o in outs]
     parsed = [parse(c) for c in caps]
     ok = [p is not None for p in parsed]
-    on_concept = [p is not None and c in p.compositions for p, c in zip(parsed, comps)]
+    on_concept = [p is not None and c in p.compositions for p, c in zip(parsed, comps, strict=False)]
     novel = [p is not None and any(x in held_out for x in p.compositions) for p in parsed]
     return {"samples": len(caps), "parse_rate": float(np.mean(ok)), "on_concept_rate": float(np.mean(on_concept)),
             "held_out_share": float(np.mean(novel)), "distinct_share": len(set(caps)) / len(caps),

@@ -58,6 +58,27 @@ def corpus_documents(n: int, seed: int, eos: str) -> list[str]:
     return docs
 
 
+def _caption_mask(ids: torch.Tensor, tok) -> torch.Tensor:
+    """True on tokens after a "Caption:" and up to (including) the newline that ends the caption."""
+    newline = tok.convert_tokens_to_ids(tok.tokenize("\n"))[0]
+    marker = tok.convert_tokens_to_ids(tok.tokenize(":"))[0]
+    caption_word = tok.convert_tokens_to_ids(tok.tokenize("Caption"))
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for r in range(ids.shape[0]):
+        row = ids[r].tolist()
+        inside = False
+        for j, t in enumerate(row):
+            if inside:
+                mask[r, j] = True
+                if t == newline:
+                    inside = False
+            elif t == marker and j >= len(caption_word) and row[j - len(caption_word):j] == caption_word:
+                inside = True
+            elif t == tok.eos_token_id:
+                mask[r, j] = True
+    return mask
+
+
 @dataclass
 class LMConfig:
     layers: int = 2
@@ -79,8 +100,10 @@ def train_lm(out: Path, tokenizer_dir: Path, cfg: LMConfig, seed: int = 0) -> di
     ids, attn = enc.input_ids, enc.attention_mask
     longest = int(attn.sum(1).max())
     ids, attn = ids[:, :longest], attn[:, :longest]
-    # GPT2LMHeadModel shifts labels itself: labels are the inputs, with padding ignored.
-    labels = ids.masked_fill(attn == 0, -100)
+    # GPT2LMHeadModel shifts labels itself: labels are the inputs, with padding ignored. The
+    # concept lists are random draws, so predicting them only adds noise: the loss covers the
+    # captions and the document end (what the pipeline asks the model to write).
+    labels = ids.masked_fill((attn == 0) | ~_caption_mask(ids, tok), -100)
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(tok), n_positions=cfg.positions, n_embd=cfg.width, n_layer=cfg.layers,
                         n_head=cfg.heads, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,

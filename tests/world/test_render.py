@@ -25,7 +25,7 @@ def test_object_colour_size_and_position_are_visible():
     assert _pixels_near(big, RGB["blue"]) > 2 * _pixels_near(small, RGB["blue"]) > 0
     assert _pixels_near(big, RGB["red"]) == 0
     left = np.asarray(render(Scene("single", (Obj("yellow", "star", "small"),), position="left"), rng))
-    ys, xs = np.nonzero((np.abs(left.astype(int) - np.array(RGB["yellow"])).max(-1) < 40))
+    ys, xs = np.nonzero(np.abs(left.astype(int) - np.array(RGB["yellow"])).max(-1) < 40)
     assert xs.mean() < 64 / 3
 
 
@@ -33,8 +33,8 @@ def test_relation_places_objects_on_the_stated_side():
     for seed in range(10):
         rng = np.random.default_rng(seed)
         img = np.asarray(render(Scene("relation", (Obj("red", "circle"), Obj("green", "square")), relation="above"), rng))
-        red_y = np.nonzero((np.abs(img.astype(int) - np.array(RGB["red"])).max(-1) < 40))[0].mean()
-        green_y = np.nonzero((np.abs(img.astype(int) - np.array(RGB["green"])).max(-1) < 40))[0].mean()
+        red_y = np.nonzero(np.abs(img.astype(int) - np.array(RGB["red"])).max(-1) < 40)[0].mean()
+        green_y = np.nonzero(np.abs(img.astype(int) - np.array(RGB["green"])).max(-1) < 40)[0].mean()
         assert red_y < green_y
 
 

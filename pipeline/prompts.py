@@ -1,0 +1,71 @@
+"""Caption requests from a spec: which concepts each prompt names, its few-shot examples, its seed.
+
+Request `i` depends only on the spec and `i`, so any subset of requests can be rebuilt on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class Request:
+    index: int
+    concepts: tuple[str, ...]
+    prompt: str
+    seed: int
+
+
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed from any parts (stable across processes and Python versions)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def concept_counts(spec: JobSpec) -> dict[str, int]:
+    """Captions requested per concept: `per_concept` each, or shared out by `weights`."""
+    c = spec.concepts
+    n = spec.captions.per_concept
+    if not c.weights:
+        return {k: n for k in c.items}
+    total = n * len(c.items)
+    w = np.array([c.weights.get(k, 0.0) for k in c.items], dtype=float)
+    if w.sum() == 0:
+        raise ValueError("concepts.weights: every listed concept has weight 0")
+    raw = w / w.sum() * total
+    counts = np.floor(raw).astype(int)
+    counts[np.argsort(raw - counts)[::-1][: total - counts.sum()]] += 1
+    return dict(zip(c.items, counts.tolist(), strict=False))
+
+
+def format_prompt(template: str, concepts: tuple[str, ...]) -> str:
+    return template.replace("{concepts}", ", ".join(concepts))
+
+
+def build_requests(spec: JobSpec) -> list[Request]:
+    """Every caption request of the job, in index order."""
+    c, cap = spec.concepts, spec.captions
+    seed = cap.sampling.seed
+    counts = concept_counts(spec)
+    primaries = [k for k in c.items for _ in range(counts[k])]
+    requests = []
+    for i, first in enumerate(primaries):
+        rng = np.random.default_rng(derive_seed("request", seed, i))
+        names = [first]
+        if c.per_prompt > 1:
+            others = [k for k in c.items if k != first]
+            take = min(c.per_prompt - 1, len(others))
+            names += [others[j] for j in rng.choice(len(others), size=take, replace=False)]
+        shots = ""
+        if cap.shots_per_prompt:
+            pick = rng.choice(len(cap.few_shot), size=cap.shots_per_prompt, replace=False)
+            for j in pick:
+                ex = cap.few_shot[int(j)]
+                shots += format_prompt(cap.prompt, tuple(ex.concepts)) + " " + ex.caption + "\n"
+        prompt = shots + format_prompt(cap.prompt, tuple(names))
+        requests.append(Request(i, tuple(names), prompt, derive_seed("caption", seed, i)))
+    return requests

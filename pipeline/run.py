@@ -1,0 +1,77 @@
+"""Entry point of a synth2 job, for `ray job submit` and for a local run.
+
+    ray job submit --working-dir . -- python pipeline/run.py --spec configs/demo.yaml
+    python pipeline/run.py --spec configs/demo.yaml        # starts a local Ray
+    synth2 run --spec configs/demo.yaml                    # the same thing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+log = logging.getLogger("synth2.run")
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to the cluster this job was submitted to (RAY_ADDRESS), or start a local Ray on loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus or os.cpu_count(),
+                 log_to_driver=True, configure_logging=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipeline/run.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", required=True, help="job spec (YAML or JSON)")
+    parser.add_argument("--force", action="store_true", help="replace the output of a different spec in output.dir")
+    parser.add_argument("--output-dir", help="override output.dir")
+    parser.add_argument("--local", action="store_true", help="run every stage in this process, without Ray")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("synth2", "pipeline", "generators"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+    from pipeline.runner import JobConflict, LocalExecutor, run_job
+    from pipeline.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+        if args.output_dir:
+            spec.output.dir = args.output_dir
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    try:
+        if args.local:
+            executor = LocalExecutor()
+        else:
+            from pipeline.runner import RayExecutor
+
+            init_ray()
+            executor = RayExecutor()
+        stats = run_job(spec, force=args.force, executor=executor)
+    except (JobConflict, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(stats, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

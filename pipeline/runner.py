@@ -1,0 +1,313 @@
+"""Run a job: caption → score → select (dedup, balance) → synthesize → shard, resumably.
+
+Job directory (`output.dir`):
+  job.json          the spec, its hash and the job id
+  progress.json     per-stage counts and rates (the service reads it)
+  stages/captions-*.npz   finished caption chunks (caption, drop reason, text embedding)
+  stages/selection.npz    which captions survived dedup and balancing, with their scores
+  {name}-000000.tar ...   shards; manifest.json lists the finished ones
+  stats.json        counts before/after each step
+
+A re-run with the same spec skips finished chunks, the finished selection and finished shards,
+and produces exactly the samples an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.prompts import build_requests
+from pipeline.shards import MANIFEST, ShardWriter, make_sample, sample_key
+from pipeline.spec import JobSpec, spec_hash
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024  # caption requests per persisted chunk
+
+
+class JobConflict(RuntimeError):
+    """The output directory holds something other than this job's output."""
+
+
+# ---------------------------------------------------------------- progress
+
+
+@dataclass
+class Progress:
+    path: Path
+    job_id: str
+    stages: dict[str, dict] = field(default_factory=dict)
+    status: str = "RUNNING"
+    error: str | None = None
+    _last: float = 0.0
+
+    def update(self, stage: str, done: int | None = None, total: int | None = None, status: str | None = None,
+               force: bool = False, **extra) -> None:
+        s = self.stages.setdefault(stage, {"done": 0, "total": None, "status": "PENDING", "started_at": None})
+        now = time.time()
+        if s["started_at"] is None and (status == "RUNNING" or done):
+            s["started_at"] = now
+        if done is not None:
+            s["done"] = int(done)
+        if total is not None:
+            s["total"] = int(total)
+        if status:
+            s["status"] = status
+        s.update(extra)
+        if s["started_at"] and s["done"]:
+            s["rate_per_s"] = round(s["done"] / max(now - s["started_at"], 1e-6), 2)
+        if force or status or now - self._last > 1.0:
+            self.save()
+
+    def save(self) -> None:
+        self._last = time.time()
+        data = {"job_id": self.job_id, "status": self.status, "error": self.error, "updated_at": self._last,
+                "stages": self.stages}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.path)
+
+
+# ---------------------------------------------------------------- executors
+
+
+StageSpec = tuple[type, dict, object]  # (stage class, constructor kwargs, StageResources)
+
+
+class LocalExecutor:
+    """Every stage in this process, one batch after another: the plain-loop baseline."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+        self._cache: dict[tuple, object] = {}
+
+    def map(self, rows: list[dict], stages: list[StageSpec], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        instances = []
+        for cls, kwargs, _ in stages:
+            key = (cls.__name__, json.dumps(kwargs, sort_keys=True, default=str))
+            if key not in self._cache:
+                self._cache[key] = cls(**kwargs, threads=self.threads)
+            instances.append(self._cache[key])
+        for i in range(0, len(rows), batch_size):
+            batch = {k: np.array([r[k] for r in rows[i:i + batch_size]], dtype=object if isinstance(rows[i][k], str)
+                                 else None) for k in rows[i]}
+            for stage in instances:
+                batch = stage(batch)
+            yield batch
+
+
+class RayExecutor:
+    """Each stage a Ray Data actor pool (`map_batches` with a class), streaming between them."""
+
+    def __init__(self) -> None:
+        import ray
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = True
+
+    def map(self, rows: list[dict], stages: list[StageSpec], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        import ray
+
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 200)))
+        for cls, kwargs, res in stages:
+            ds = ds.map_batches(cls, fn_constructor_kwargs={**kwargs, "threads": max(1, int(res.num_cpus))},
+                                batch_size=batch_size, concurrency=res.concurrency, num_cpus=res.num_cpus,
+                                num_gpus=res.num_gpus or None, batch_format="numpy")
+        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+
+
+# ---------------------------------------------------------------- job
+
+
+def job_id_for(spec: JobSpec) -> str:
+    return f"{spec.name}-{spec_hash(spec)[:12]}"
+
+
+def prepare_dir(spec: JobSpec, force: bool) -> Path:
+    """Create or reopen the job directory; refuse one that holds another job (unless `force`)."""
+    out = Path(spec.output.dir)
+    if out.exists() and not out.is_dir():
+        raise JobConflict(f"output.dir {str(out)!r} exists and is a file, not a directory")
+    h = spec_hash(spec)
+    job_file = out / "job.json"
+    if job_file.exists():
+        old = json.loads(job_file.read_text())
+        if old.get("spec_hash") != h:
+            if not force:
+                raise JobConflict(
+                    f"output.dir {str(out)!r} holds job {old.get('job_id')!r} made from a different spec "
+                    f"(spec hash {old.get('spec_hash', '?')[:12]} vs {h[:12]}); use another output.dir, "
+                    f"or --force to delete its output and start again")
+            log.warning("--force: deleting the output of job %s in %s", old.get("job_id"), out)
+            for p in [out / "stages", out / MANIFEST, out / "stats.json", out / "progress.json", *out.glob("*.tar")]:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    elif out.exists() and any(out.glob("*.tar")):
+        raise JobConflict(f"output.dir {str(out)!r} already holds shards that no synth2 job wrote; pick another")
+    (out / "stages").mkdir(parents=True, exist_ok=True)
+    job_file.write_text(json.dumps({"job_id": job_id_for(spec), "spec_hash": h,
+                                    "spec": spec.model_dump(mode="json")}, indent=1))
+    return out
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def run_captions(spec: JobSpec, out: Path, executor, progress: Progress) -> dict[str, np.ndarray]:
+    """Caption and embed every request, chunk by chunk; finished chunks are kept across runs."""
+    requests = build_requests(spec)
+    n_chunks = (len(requests) + CHUNK - 1) // CHUNK
+    chunk_path = lambda k: out / "stages" / f"captions-{k:05d}.npz"  # noqa: E731
+    pending = [k for k in range(n_chunks) if not chunk_path(k).exists()]
+    done_before = (n_chunks - len(pending)) * CHUNK
+    progress.update("caption", done=min(done_before, len(requests)), total=len(requests), status="RUNNING")
+    rows = [{"index": r.index, "prompt": r.prompt, "seed": r.seed}
+            for k in pending for r in requests[k * CHUNK:(k + 1) * CHUNK]]
+    if rows:
+        enc = spec.synthesis.encoder.model_dump()
+        stages = [(_stage("CaptionStage"), {"captions": spec.captions.model_dump(mode="json")}, spec.resources.caption),
+                  (_stage("ScoreStage"), {"encoder": enc}, spec.resources.score)]
+        buf: dict[int, tuple] = {}
+        received = done_before
+        for batch in executor.map(rows, stages, spec.captions.batch_size):
+            for i, cap, drop, emb in zip(batch["index"], batch["caption"], batch["drop"], batch["text_emb"], strict=False):
+                buf[int(i)] = (str(cap), str(drop), emb)
+            received += len(batch["index"])
+            progress.update("caption", done=min(received, len(requests)))
+            for k in [k for k in pending if all(i in buf for i in range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))]:
+                idx = list(range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))
+                _save_npz(chunk_path(k), index=np.array(idx), caption=np.array([buf[i][0] for i in idx]),
+                          drop=np.array([buf[i][1] for i in idx]), text_emb=np.stack([buf[i][2] for i in idx]))
+                for i in idx:
+                    del buf[i]
+                pending.remove(k)
+    progress.update("caption", done=len(requests), status="SUCCEEDED", force=True)
+    parts = [np.load(chunk_path(k)) for k in range(n_chunks)]
+    data = {key: np.concatenate([p[key] for p in parts]) for key in ("index", "caption", "drop", "text_emb")}
+    data["prompt_concepts"] = np.array([list(r.concepts) for r in requests], dtype=object)
+    return data
+
+
+def _stage(name: str) -> type:
+    from pipeline import stages
+
+    return getattr(stages, name)
+
+
+def run_selection(spec: JobSpec, out: Path, cap: dict[str, np.ndarray], progress: Progress) -> dict:
+    from collections import Counter
+
+    from pipeline.select import balance, dedup, match_concepts
+
+    path = out / "stages" / "selection.npz"
+    if path.exists():
+        sel = np.load(path, allow_pickle=False)
+        progress.update("select", done=len(sel["keep"]), total=len(sel["keep"]), status="SUCCEEDED")
+        return {k: sel[k] for k in sel.files} | {"stats": json.loads(str(sel["stats"]))}
+    progress.update("select", total=len(cap["index"]), status="RUNNING")
+    valid = cap["drop"] == ""
+    drops = Counter(str(d) for d in cap["drop"] if d)
+    v_idx = np.nonzero(valid)[0]
+    keep_d, nearest, dup_reasons = dedup([str(t) for t in cap["caption"][v_idx]], cap["text_emb"][v_idx],
+                                         spec.scoring.near_dup_threshold, spec.scoring.exact_dedup)
+    bank = spec.concepts.items
+    matched = [match_concepts(str(cap["caption"][i]), bank) for i in v_idx]
+    d_idx = v_idx[keep_d]
+    d_concepts = [matched[j] or list(cap["prompt_concepts"][i]) for j, i in zip(np.nonzero(keep_d)[0], d_idx, strict=False)]
+    b = spec.scoring.balance
+    keep_b = balance(d_concepts, [int(i) for i in d_idx], b.method, b.cap, b.target, spec.captions.sampling.seed)
+    final = d_idx[keep_b]
+    count = lambda rows: dict(Counter(c for cs in rows for c in set(cs)))  # noqa: E731
+    stats = {"requested": int(len(cap["index"])), "dropped": dict(drops), "valid": int(valid.sum()),
+             "duplicates_removed": dict(dup_reasons), "after_dedup": int(len(d_idx)),
+             "after_balance": int(len(final)), "balance_method": b.method,
+             "concept_counts_before_balance": count(d_concepts),
+             "concept_counts_after_balance": count([c for c, k in zip(d_concepts, keep_b, strict=False) if k])}
+    matched_by_index = {int(i): m for i, m in zip(v_idx, matched, strict=False)}
+    nearest_by_index = {int(i): float(x) for i, x in zip(v_idx, nearest, strict=False)}
+    _save_npz(path, keep=final, matched=np.array([json.dumps(matched_by_index[int(i)]) for i in final]),
+              nearest=np.array([nearest_by_index[int(i)] for i in final], dtype=np.float32),
+              stats=np.array(json.dumps(stats)))
+    progress.update("select", done=len(cap["index"]), status="SUCCEEDED", kept=len(final))
+    return {"keep": final, "matched": np.array([json.dumps(matched_by_index[int(i)]) for i in final]),
+            "nearest": np.array([nearest_by_index[int(i)] for i in final]), "stats": stats}
+
+
+def run_synthesis(spec: JobSpec, out: Path, cap: dict, sel: dict, executor, progress: Progress) -> dict:
+    keep = [int(i) for i in sel["keep"]]
+    writer = ShardWriter(out, spec.output.name, spec.output.shard_size, spec.model_dump(mode="json"), spec_hash(spec))
+    start = writer.start_index
+    progress.update("synthesize", done=start, total=len(keep), status="RUNNING")
+    if writer.complete:
+        progress.update("synthesize", status="SUCCEEDED")
+        return writer.manifest.to_dict()
+    pos = {i: k for k, i in enumerate(keep)}
+    job_id = job_id_for(spec)
+    syn = spec.synthesis
+    generator = {"captions": {"backend": spec.captions.backend, "model": spec.captions.model},
+                 "prior": syn.prior, "encoder": syn.encoder.model_dump(), "scheduler": syn.scheduler,
+                 "steps": syn.steps, "guidance_scale": syn.guidance_scale}
+    rows = [{"index": i, "caption": str(cap["caption"][i])} for i in keep[start:]]
+    pending: dict[int, tuple] = {}
+    nxt = start
+    alignments = []
+    from pipeline.prompts import derive_seed
+
+    stages = [(_stage("SynthesizeStage"), {"synthesis": syn.model_dump(mode="json")}, spec.resources.synthesize)]
+    for batch in executor.map(rows, stages, syn.batch_size) if rows else []:
+        for i, emb, a in zip(batch["index"], batch["emb"], batch["alignment"], strict=False):
+            pending[pos[int(i)]] = (int(i), emb, float(a))
+        while nxt in pending:
+            i, emb, a = pending.pop(nxt)
+            alignments.append(a)
+            meta = {"source": "synthetic", "job_id": job_id, "index": i,
+                    "prompt_concepts": list(cap["prompt_concepts"][i]),
+                    "concepts": json.loads(str(sel["matched"][nxt])), "seed": derive_seed("prior", syn.seed, i),
+                    "generator": generator,
+                    "scores": {"prior_alignment": round(a, 5), "nearest_kept_cosine": round(float(sel["nearest"][nxt]), 5)}}
+            writer.write(make_sample(sample_key(job_id, i), str(cap["caption"][i]), emb, meta))
+            nxt += 1
+        progress.update("synthesize", done=nxt)
+    manifest = writer.close()
+    progress.update("synthesize", done=len(keep), status="SUCCEEDED", shards=len(manifest.shards), force=True)
+    return manifest.to_dict() | {"alignment_mean": float(np.mean(alignments)) if alignments else None}
+
+
+def run_job(spec: JobSpec, *, force: bool = False, executor=None,
+            on_progress: Callable[[Progress], None] | None = None) -> dict:
+    """Run (or resume) a `synthesize` job; returns its stats."""
+    if spec.kind != "synthesize":
+        from pipeline.embed import run_embed_job
+
+        return run_embed_job(spec, force=force, executor=executor)
+    t0 = time.time()
+    out = prepare_dir(spec, force)
+    progress = Progress(out / "progress.json", job_id_for(spec))
+    executor = executor or RayExecutor()
+    try:
+        cap = run_captions(spec, out, executor, progress)
+        sel = run_selection(spec, out, cap, progress)
+        manifest = run_synthesis(spec, out, cap, sel, executor, progress)
+    except BaseException as e:
+        progress.status, progress.error = ("STOPPED" if isinstance(e, KeyboardInterrupt) else "FAILED"), str(e)
+        progress.save()
+        raise
+    stats = {"job_id": job_id_for(spec), "spec_hash": spec_hash(spec), **sel["stats"],
+             "samples": manifest["samples"], "shards": len(manifest["shards"]),
+             "prior_alignment_mean": manifest.get("alignment_mean"), "seconds": round(time.time() - t0, 2)}
+    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    progress.status = "SUCCEEDED"
+    progress.save()
+    return stats
