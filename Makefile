@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/synth2 world build --out $(WORLD) --size $(WORLD_SIZE)
+	$(BIN)/synth2 run --spec configs/demo.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

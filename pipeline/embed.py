@@ -4,6 +4,7 @@ human-annotated split, become VLM training data beside the synthetic ones."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 import time
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import fsspec
 
-from pipeline.runner import Progress, RayExecutor, _stage, job_id_for, prepare_dir
+from pipeline.runner import Progress, RayExecutor, _stage, job_id_for, prepare_dir, stage_config
 from pipeline.shards import ShardWriter, make_sample, sample_key
 from pipeline.spec import JobSpec, spec_hash
 
@@ -26,22 +27,32 @@ def expand(patterns: list[str]) -> list[str]:
 def read_pairs(url: str, image_key: str, text_key: str) -> Iterator[tuple[str, bytes, str, dict]]:
     """(key, image bytes, caption, json) per sample of one shard; a clear error if it is corrupt."""
     try:
-        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+        with fsspec.open(url, "rb") as f:
+            data = f.read()
+        samples = []
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             current: dict = {}
             for m in tar:
                 if not m.isfile():
                     continue
                 key, _, ext = m.name.rpartition("/")[2].partition(".")
                 if current and current["__key__"] != key:
-                    yield _pair(current, url, image_key, text_key)
+                    samples.append(current)
                     current = {}
                 current["__key__"] = key
                 current[ext] = tar.extractfile(m).read()
             if current:
-                yield _pair(current, url, image_key, text_key)
+                samples.append(current)
+            # tarfile stops quietly at a bad header after the first member: whatever follows the
+            # last member must be the archive's zero padding, or the shard is damaged.
+            end = tar.offset
+        if data[end:].strip(b"\0"):
+            raise tarfile.ReadError(f"unreadable data after byte {end}")
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ValueError(f"input shard {url!r} is unreadable or corrupt ({type(e).__name__}: {e}); "
                          f"fix or remove it from input.shards") from e
+    for s in samples:
+        yield _pair(s, url, image_key, text_key)
 
 
 def _pair(s: dict, url: str, image_key: str, text_key: str) -> tuple[str, bytes, str, dict]:
@@ -70,7 +81,7 @@ def run_embed_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
     start = writer.start_index
     progress.update("embed", done=start, total=len(rows), status="RUNNING")
     job_id = job_id_for(spec)
-    stage = [(_stage("EmbedStage"), {"encoder": inp.encoder.model_dump()}, spec.resources.embed)]
+    stage = [(_stage("EmbedStage"), {"encoder": stage_config(spec, "input")["encoder"]}, spec.resources.embed)]
     pending, nxt = {}, start
     if not writer.complete and rows[start:]:
         for batch in executor.map(rows[start:], stage, inp.batch_size):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # not pipeline/, whose modules must not shadow others
 
 log = logging.getLogger("synth2.run")
 
@@ -30,6 +30,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
+        # A single-machine Ray: keep every Ray server on loopback. Without this Ray swaps
+        # 127.0.0.1 for the machine's routable address and its servers listen on every interface.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus or os.cpu_count(),
                  log_to_driver=True, configure_logging=False)
 

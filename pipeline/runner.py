@@ -89,6 +89,7 @@ class LocalExecutor:
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
         self._cache: dict[tuple, object] = {}
+        self.seconds: dict[str, float] = {}  # time spent in each stage's __call__
 
     def map(self, rows: list[dict], stages: list[StageSpec], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         instances = []
@@ -101,7 +102,10 @@ class LocalExecutor:
             batch = {k: np.array([r[k] for r in rows[i:i + batch_size]], dtype=object if isinstance(rows[i][k], str)
                                  else None) for k in rows[i]}
             for stage in instances:
+                t = time.perf_counter()
                 batch = stage(batch)
+                name = type(stage).__name__
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
             yield batch
 
 
@@ -121,7 +125,8 @@ class RayExecutor:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 200)))
         for cls, kwargs, res in stages:
             ds = ds.map_batches(cls, fn_constructor_kwargs={**kwargs, "threads": max(1, int(res.num_cpus))},
-                                batch_size=batch_size, concurrency=res.concurrency, num_cpus=res.num_cpus,
+                                batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=res.concurrency),
+                                num_cpus=res.num_cpus,
                                 num_gpus=res.num_gpus or None, batch_format="numpy")
         yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
@@ -176,9 +181,8 @@ def run_captions(spec: JobSpec, out: Path, executor, progress: Progress) -> dict
     rows = [{"index": r.index, "prompt": r.prompt, "seed": r.seed}
             for k in pending for r in requests[k * CHUNK:(k + 1) * CHUNK]]
     if rows:
-        enc = spec.synthesis.encoder.model_dump()
-        stages = [(_stage("CaptionStage"), {"captions": spec.captions.model_dump(mode="json")}, spec.resources.caption),
-                  (_stage("ScoreStage"), {"encoder": enc}, spec.resources.score)]
+        stages = [(_stage("CaptionStage"), {"captions": stage_config(spec, "captions")}, spec.resources.caption),
+                  (_stage("ScoreStage"), {"encoder": stage_config(spec, "synthesis")["encoder"]}, spec.resources.score)]
         buf: dict[int, tuple] = {}
         received = done_before
         for batch in executor.map(rows, stages, spec.captions.batch_size):
@@ -200,6 +204,26 @@ def run_captions(spec: JobSpec, out: Path, executor, progress: Progress) -> dict
     return data
 
 
+def local_path(ref: str) -> str:
+    """A model reference as workers must see it: a relative path that exists here becomes
+    absolute (Ray workers may run elsewhere); hub ids and URLs pass through."""
+    prefix = "local-dir:" if ref.startswith("local-dir:") else ""
+    path = Path(ref[len(prefix):])
+    return prefix + str(path.resolve()) if not path.is_absolute() and path.exists() else ref
+
+
+def stage_config(spec: JobSpec, section: str) -> dict:
+    """A spec section as a stage's constructor argument, with local model paths made absolute."""
+    d = getattr(spec, section).model_dump(mode="json")
+    if section == "captions" and d["backend"] == "hf":
+        d["model"] = local_path(d["model"])
+    if section == "synthesis":
+        d["prior"] = local_path(d["prior"])
+    if "encoder" in d:
+        d["encoder"]["name"] = local_path(d["encoder"]["name"])
+    return d
+
+
 def _stage(name: str) -> type:
     from pipeline import stages
 
@@ -209,7 +233,7 @@ def _stage(name: str) -> type:
 def run_selection(spec: JobSpec, out: Path, cap: dict[str, np.ndarray], progress: Progress) -> dict:
     from collections import Counter
 
-    from pipeline.select import balance, dedup, match_concepts
+    from pipeline.selection import balance, dedup, match_concepts
 
     path = out / "stages" / "selection.npz"
     if path.exists():
@@ -265,7 +289,7 @@ def run_synthesis(spec: JobSpec, out: Path, cap: dict, sel: dict, executor, prog
     alignments = []
     from pipeline.prompts import derive_seed
 
-    stages = [(_stage("SynthesizeStage"), {"synthesis": syn.model_dump(mode="json")}, spec.resources.synthesize)]
+    stages = [(_stage("SynthesizeStage"), {"synthesis": stage_config(spec, "synthesis")}, spec.resources.synthesize)]
     for batch in executor.map(rows, stages, syn.batch_size) if rows else []:
         for i, emb, a in zip(batch["index"], batch["emb"], batch["alignment"], strict=False):
             pending[pos[int(i)]] = (int(i), emb, float(a))

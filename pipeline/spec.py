@@ -241,8 +241,9 @@ def load_spec(path: str | Path) -> JobSpec:
 
 
 def spec_hash(spec: JobSpec) -> str:
-    """Hash of everything that decides a job's output (resources do not)."""
-    data = spec.model_dump(mode="json", exclude={"resources"})
+    """Hash of everything that decides a job's samples. Resources do not, and neither does where
+    the output goes: the same job written elsewhere has the same sample keys."""
+    data = spec.model_dump(mode="json", exclude={"resources": True, "output": {"dir"}})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

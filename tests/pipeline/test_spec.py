@@ -114,12 +114,16 @@ def test_kind_decides_required_sections():
     assert parse_spec(embed).kind == "embed"
 
 
-def test_hash_ignores_resources_but_not_content():
+def test_hash_ignores_resources_and_output_dir_but_not_content():
     d = demo()
     base = spec_hash(parse_spec(d))
     d2 = copy.deepcopy(d)
     d2["resources"]["caption"]["concurrency"] = 7
+    d2["output"]["dir"] = "elsewhere"
     assert spec_hash(parse_spec(d2)) == base
+    d2["output"]["shard_size"] = 7
+    assert spec_hash(parse_spec(d2)) != base
+    d2["output"]["shard_size"] = d["output"]["shard_size"]
     d2["captions"]["per_concept"] = 3
     assert spec_hash(parse_spec(d2)) != base
 
