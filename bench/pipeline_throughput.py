@@ -62,8 +62,10 @@ def spec_for(world: Path, out: Path, per_concept: int, workers: int):
     d["synthesis"].update(prior=str(world / "prior"), encoder={"name": f"local-dir:{world / 'clip'}"})
     d["scoring"]["balance"] = {"method": "none"}
     d["output"]["dir"] = str(out)
-    for stage in ("caption", "score", "synthesize"):
-        d["resources"][stage] = {"num_cpus": 1, "concurrency": workers if stage != "score" else 1}
+    # Two model actors per stage, one torch thread each; scoring shares the cores with captioning.
+    d["resources"] = {"caption": {"num_cpus": 0.75, "concurrency": workers},
+                      "score": {"num_cpus": 0.5, "concurrency": 1},
+                      "synthesize": {"num_cpus": 1, "concurrency": workers}}
     return parse_spec(d)
 
 
