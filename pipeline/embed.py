@@ -75,9 +75,9 @@ def run_embed_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
             rows.append({"index": len(rows), "image": img, "caption": txt})
             metas.append({"source_key": key, "source_shard": url, **meta})
     out = prepare_dir(spec, force)
-    progress = Progress(out / "progress.json", job_id_for(spec))
+    progress = Progress(out, job_id_for(spec))
     executor = executor or RayExecutor()
-    writer = ShardWriter(out, spec.output.name, spec.output.shard_size, spec.model_dump(mode="json"), spec_hash(spec))
+    writer = ShardWriter(out.url, spec.output.name, spec.output.shard_size, spec.model_dump(mode="json"), spec_hash(spec))
     start = writer.start_index
     progress.update("embed", done=start, total=len(rows), status="RUNNING")
     job_id = job_id_for(spec)
@@ -98,7 +98,7 @@ def run_embed_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
     progress.update("embed", done=len(rows), status="SUCCEEDED", force=True)
     stats = {"job_id": job_id, "spec_hash": spec_hash(spec), "input_shards": len(urls), "samples": manifest.samples,
              "shards": len(manifest.shards), "seconds": round(time.time() - t0, 2)}
-    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    out.write_json(stats, "stats.json")
     progress.status = "SUCCEEDED"
     progress.save()
     return stats

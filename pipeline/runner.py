@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import numpy as np
 from pipeline.prompts import build_requests
 from pipeline.shards import MANIFEST, ShardWriter, make_sample, sample_key
 from pipeline.spec import JobSpec, spec_hash
+from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class JobConflict(RuntimeError):
 
 @dataclass
 class Progress:
-    path: Path
+    store: Store
     job_id: str
     stages: dict[str, dict] = field(default_factory=dict)
     status: str = "RUNNING"
@@ -72,9 +71,7 @@ class Progress:
         self._last = time.time()
         data = {"job_id": self.job_id, "status": self.status, "error": self.error, "updated_at": self._last,
                 "stages": self.stages}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.path)
+        self.store.write_json(data, "progress.json")
 
 
 # ---------------------------------------------------------------- executors
@@ -138,44 +135,37 @@ def job_id_for(spec: JobSpec) -> str:
     return f"{spec.name}-{spec_hash(spec)[:12]}"
 
 
-def prepare_dir(spec: JobSpec, force: bool) -> Path:
+def prepare_dir(spec: JobSpec, force: bool) -> Store:
     """Create or reopen the job directory; refuse one that holds another job (unless `force`)."""
-    out = Path(spec.output.dir)
-    if out.exists() and not out.is_dir():
-        raise JobConflict(f"output.dir {str(out)!r} exists and is a file, not a directory")
+    out = Store(spec.output.dir)
+    where = spec.output.dir
+    if out.is_file():
+        raise JobConflict(f"output.dir {where!r} exists and is a file, not a directory")
     h = spec_hash(spec)
-    job_file = out / "job.json"
-    if job_file.exists():
-        old = json.loads(job_file.read_text())
+    if out.exists("job.json"):
+        old = out.read_json("job.json")
         if old.get("spec_hash") != h:
             if not force:
                 raise JobConflict(
-                    f"output.dir {str(out)!r} holds job {old.get('job_id')!r} made from a different spec "
+                    f"output.dir {where!r} holds job {old.get('job_id')!r} made from a different spec "
                     f"(spec hash {old.get('spec_hash', '?')[:12]} vs {h[:12]}); use another output.dir, "
                     f"or --force to delete its output and start again")
-            log.warning("--force: deleting the output of job %s in %s", old.get("job_id"), out)
-            for p in [out / "stages", out / MANIFEST, out / "stats.json", out / "progress.json", *out.glob("*.tar")]:
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    elif out.exists() and any(out.glob("*.tar")):
-        raise JobConflict(f"output.dir {str(out)!r} already holds shards that no synth2 job wrote; pick another")
-    (out / "stages").mkdir(parents=True, exist_ok=True)
-    job_file.write_text(json.dumps({"job_id": job_id_for(spec), "spec_hash": h,
-                                    "spec": spec.model_dump(mode="json")}, indent=1))
+            log.warning("--force: deleting the output of job %s in %s", old.get("job_id"), where)
+            for name in ["stages", MANIFEST, "stats.json", "progress.json", *out.glob("*.tar")]:
+                out.remove(name)
+    elif out.glob("*.tar"):
+        raise JobConflict(f"output.dir {where!r} already holds shards that no synth2 job wrote; pick another")
+    out.makedirs("stages")
+    out.write_json({"job_id": job_id_for(spec), "spec_hash": h, "spec": spec.model_dump(mode="json")}, "job.json")
     return out
 
 
-def _save_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def run_captions(spec: JobSpec, out: Path, executor, progress: Progress) -> dict[str, np.ndarray]:
+def run_captions(spec: JobSpec, out: Store, executor, progress: Progress) -> dict[str, np.ndarray]:
     """Caption and embed every request, chunk by chunk; finished chunks are kept across runs."""
     requests = build_requests(spec)
     n_chunks = (len(requests) + CHUNK - 1) // CHUNK
-    chunk_path = lambda k: out / "stages" / f"captions-{k:05d}.npz"  # noqa: E731
-    pending = [k for k in range(n_chunks) if not chunk_path(k).exists()]
+    chunk_name = lambda k: f"stages/captions-{k:05d}.npz"  # noqa: E731
+    pending = [k for k in range(n_chunks) if not out.exists(chunk_name(k))]
     done_before = (n_chunks - len(pending)) * CHUNK
     progress.update("caption", done=min(done_before, len(requests)), total=len(requests), status="RUNNING")
     rows = [{"index": r.index, "prompt": r.prompt, "seed": r.seed}
@@ -192,13 +182,13 @@ def run_captions(spec: JobSpec, out: Path, executor, progress: Progress) -> dict
             progress.update("caption", done=min(received, len(requests)))
             for k in [k for k in pending if all(i in buf for i in range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))]:
                 idx = list(range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))
-                _save_npz(chunk_path(k), index=np.array(idx), caption=np.array([buf[i][0] for i in idx]),
+                out.save_npz(chunk_name(k), index=np.array(idx), caption=np.array([buf[i][0] for i in idx]),
                           drop=np.array([buf[i][1] for i in idx]), text_emb=np.stack([buf[i][2] for i in idx]))
                 for i in idx:
                     del buf[i]
                 pending.remove(k)
     progress.update("caption", done=len(requests), status="SUCCEEDED", force=True)
-    parts = [np.load(chunk_path(k)) for k in range(n_chunks)]
+    parts = [out.load_npz(chunk_name(k)) for k in range(n_chunks)]
     data = {key: np.concatenate([p[key] for p in parts]) for key in ("index", "caption", "drop", "text_emb")}
     data["prompt_concepts"] = np.array([list(r.concepts) for r in requests], dtype=object)
     return data
@@ -230,16 +220,16 @@ def _stage(name: str) -> type:
     return getattr(stages, name)
 
 
-def run_selection(spec: JobSpec, out: Path, cap: dict[str, np.ndarray], progress: Progress) -> dict:
+def run_selection(spec: JobSpec, out: Store, cap: dict[str, np.ndarray], progress: Progress) -> dict:
     from collections import Counter
 
     from pipeline.selection import balance, dedup, match_concepts
 
-    path = out / "stages" / "selection.npz"
-    if path.exists():
-        sel = np.load(path, allow_pickle=False)
+    path = "stages/selection.npz"
+    if out.exists(path):
+        sel = out.load_npz(path)
         progress.update("select", done=len(sel["keep"]), total=len(sel["keep"]), status="SUCCEEDED")
-        return {k: sel[k] for k in sel.files} | {"stats": json.loads(str(sel["stats"]))}
+        return sel | {"stats": json.loads(str(sel["stats"]))}
     progress.update("select", total=len(cap["index"]), status="RUNNING")
     valid = cap["drop"] == ""
     drops = Counter(str(d) for d in cap["drop"] if d)
@@ -261,7 +251,7 @@ def run_selection(spec: JobSpec, out: Path, cap: dict[str, np.ndarray], progress
              "concept_counts_after_balance": count([c for c, k in zip(d_concepts, keep_b, strict=False) if k])}
     matched_by_index = {int(i): m for i, m in zip(v_idx, matched, strict=False)}
     nearest_by_index = {int(i): float(x) for i, x in zip(v_idx, nearest, strict=False)}
-    _save_npz(path, keep=final, matched=np.array([json.dumps(matched_by_index[int(i)]) for i in final]),
+    out.save_npz(path, keep=final, matched=np.array([json.dumps(matched_by_index[int(i)]) for i in final]),
               nearest=np.array([nearest_by_index[int(i)] for i in final], dtype=np.float32),
               stats=np.array(json.dumps(stats)))
     progress.update("select", done=len(cap["index"]), status="SUCCEEDED", kept=len(final))
@@ -269,9 +259,9 @@ def run_selection(spec: JobSpec, out: Path, cap: dict[str, np.ndarray], progress
             "nearest": np.array([nearest_by_index[int(i)] for i in final]), "stats": stats}
 
 
-def run_synthesis(spec: JobSpec, out: Path, cap: dict, sel: dict, executor, progress: Progress) -> dict:
+def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, progress: Progress) -> dict:
     keep = [int(i) for i in sel["keep"]]
-    writer = ShardWriter(out, spec.output.name, spec.output.shard_size, spec.model_dump(mode="json"), spec_hash(spec))
+    writer = ShardWriter(out.url, spec.output.name, spec.output.shard_size, spec.model_dump(mode="json"), spec_hash(spec))
     start = writer.start_index
     progress.update("synthesize", done=start, total=len(keep), status="RUNNING")
     if writer.complete:
@@ -318,7 +308,7 @@ def run_job(spec: JobSpec, *, force: bool = False, executor=None,
         return run_embed_job(spec, force=force, executor=executor)
     t0 = time.time()
     out = prepare_dir(spec, force)
-    progress = Progress(out / "progress.json", job_id_for(spec))
+    progress = Progress(out, job_id_for(spec))
     executor = executor or RayExecutor()
     try:
         cap = run_captions(spec, out, executor, progress)
@@ -331,7 +321,7 @@ def run_job(spec: JobSpec, *, force: bool = False, executor=None,
     stats = {"job_id": job_id_for(spec), "spec_hash": spec_hash(spec), **sel["stats"],
              "samples": manifest["samples"], "shards": len(manifest["shards"]),
              "prior_alignment_mean": manifest.get("alignment_mean"), "seconds": round(time.time() - t0, 2)}
-    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    out.write_json(stats, "stats.json")
     progress.status = "SUCCEEDED"
     progress.save()
     return stats

@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
+
+from pipeline.storage import Store
 
 MANIFEST = "manifest.json"
 CONTRACT_VERSION = 1
@@ -61,15 +63,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 @dataclass
 class ShardInfo:
     name: str
@@ -99,17 +92,18 @@ class Manifest:
 
     @classmethod
     def load(cls, directory: str | Path) -> Manifest | None:
-        path = Path(directory) / MANIFEST
-        if not path.exists():
+        """The manifest of a local directory or fsspec URL, or None if it has none."""
+        store = Store(directory)
+        if not store.exists(MANIFEST):
             return None
-        d = json.loads(path.read_text())
+        d = store.read_json(MANIFEST)
         known = {"version", "name", "samples", "complete", "spec_hash", "spec", "shards"}
         return cls(name=d["name"], shards=[ShardInfo(**s) for s in d["shards"]], spec=d.get("spec"),
                    spec_hash=d.get("spec_hash"), complete=d.get("complete", False),
                    extra={k: v for k, v in d.items() if k not in known})
 
     def save(self, directory: str | Path) -> None:
-        _write_json_atomic(Path(directory) / MANIFEST, self.to_dict())
+        Store(directory).write_json(self.to_dict(), MANIFEST)
 
 
 class ShardWriter:
@@ -124,15 +118,15 @@ class ShardWriter:
                  spec: dict[str, Any] | None = None, spec_hash: str | None = None) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1 (got {shard_size})")
-        self.directory = Path(directory)
-        if self.directory.exists() and not self.directory.is_dir():
-            raise NotADirectoryError(f"output directory {self.directory} exists and is not a directory")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.glob(f"{name}-*.tar.tmp"):
-            stale.unlink()
-        self.manifest = Manifest.load(self.directory) or Manifest(name=name, spec=spec, spec_hash=spec_hash)
+        self.store = Store(directory)
+        if self.store.is_file():
+            raise NotADirectoryError(f"output directory {directory} exists and is not a directory")
+        self.store.makedirs()
+        for stale in self.store.glob(f"{name}-*.tar.tmp"):
+            self.store.remove(stale)
+        self.manifest = Manifest.load(directory) or Manifest(name=name, spec=spec, spec_hash=spec_hash)
         if self.manifest.name != name:
-            raise ValueError(f"{self.directory} holds shards named {self.manifest.name!r}, not {name!r}")
+            raise ValueError(f"{directory} holds shards named {self.manifest.name!r}, not {name!r}")
         self.name, self.shard_size = name, shard_size
         self._buffer: list[dict] = []
 
@@ -158,20 +152,16 @@ class ShardWriter:
     def _flush(self) -> ShardInfo | None:
         if not self._buffer:
             return None
-        index = len(self.manifest.shards)
-        final = self.directory / f"{self.name}-{index:06d}.tar"
-        tmp = final.with_name(final.name + ".tmp")
-        with open(tmp, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for sample in self._buffer:
-                    _add_sample(tar, sample)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, final)
-        info = ShardInfo(final.name, len(self._buffer), final.stat().st_size, sha256_file(final),
-                         self.manifest.samples)
+        name = f"{self.name}-{len(self.manifest.shards):06d}.tar"
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for sample in self._buffer:
+                _add_sample(tar, sample)
+        data = raw.getvalue()
+        self.store.write_bytes(data, name)
+        info = ShardInfo(name, len(self._buffer), len(data), hashlib.sha256(data).hexdigest(), self.manifest.samples)
         self.manifest.shards.append(info)
-        self.manifest.save(self.directory)
+        self.store.write_json(self.manifest.to_dict(), MANIFEST)
         self._buffer = []
         return info
 
@@ -179,7 +169,7 @@ class ShardWriter:
         """Write the last (possibly short) shard and mark the manifest complete."""
         self._flush()
         self.manifest.complete = complete
-        self.manifest.save(self.directory)
+        self.store.write_json(self.manifest.to_dict(), MANIFEST)
         return self.manifest
 
 
@@ -196,12 +186,13 @@ def _add_sample(tar: tarfile.TarFile, sample: dict) -> None:
         tar.addfile(info, io.BytesIO(data))
 
 
-def shard_paths(directory: str | Path) -> list[Path]:
-    """The finished shards of a directory, in order, as its manifest lists them."""
+def shard_paths(directory: str | Path) -> list[str]:
+    """The finished shards of a directory or URL, in order, as its manifest lists them."""
     m = Manifest.load(directory)
     if m is None:
         raise FileNotFoundError(f"no {MANIFEST} in {directory}: not a synth2 shard directory")
-    return [Path(directory) / s.name for s in m.shards]
+    store = Store(directory)
+    return [store.uri(s.name) for s in m.shards]
 
 
 def iter_samples(directory: str | Path) -> Iterator[dict]:
@@ -212,7 +203,7 @@ def iter_samples(directory: str | Path) -> Iterator[dict]:
 
 def iter_tar(path: str | Path) -> Iterator[dict]:
     current: dict[str, Any] = {}
-    with tarfile.open(path) as tar:
+    with fsspec.open(str(path), "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
         for member in tar:
             if not member.isfile():
                 continue

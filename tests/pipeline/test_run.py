@@ -161,3 +161,18 @@ def test_killed_driver_resumes_to_the_same_samples(tiny_world, tmp_path):
     assert keys == clean and len(set(keys)) == len(keys)
     assert Manifest.load(tmp_path / "job").complete
     assert not list((tmp_path / "job").glob("*.tmp"))
+
+
+def test_job_output_to_an_fsspec_url(tiny_world):
+    import fsspec
+
+    world, _ = tiny_world
+    url = "memory://synth2-jobs/demo"
+    stats = run_job(world_spec(world, url), executor=LocalExecutor())
+    m = Manifest.load(url)
+    assert m.complete and m.samples == stats["samples"] > 0
+    fs = fsspec.filesystem("memory")
+    assert fs.exists("/synth2-jobs/demo/progress.json") and fs.exists("/synth2-jobs/demo/stats.json")
+    assert len(list(iter_samples(url))) == m.samples
+    again = run_job(world_spec(world, url), executor=LocalExecutor())  # resumes from the URL's manifest
+    assert again["samples"] == stats["samples"]

@@ -84,3 +84,21 @@ def test_bad_inputs_are_refused(tmp_path):
         make_sample("k", "t", None, {"source": "imagined"})
     with pytest.raises(FileNotFoundError, match="manifest"):
         shard_paths(tmp_path)
+
+
+def test_writer_and_reader_work_on_any_fsspec_filesystem():
+    import fsspec
+
+    url = "memory://synth2-test/shards"
+    w = ShardWriter(url, "demo", shard_size=4)
+    w.write_all(_samples(9))
+    m = w.close()
+    assert Manifest.load(url).samples == 9 and m.complete
+    assert [s["txt"] for s in iter_samples(url)] == [f"caption {i}" for i in range(9)]
+    fs = fsspec.filesystem("memory")
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls("/synth2-test/shards", detail=False)) == [
+        "demo-000000.tar", "demo-000001.tar", "demo-000002.tar", "manifest.json"]
+    first = shard_paths(url)[0]
+    assert first.startswith("memory://") and first.endswith("/synth2-test/shards/demo-000000.tar")
+    with fsspec.open(first, "rb") as f:
+        assert len(f.read()) == m.shards[0].bytes
