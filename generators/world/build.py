@@ -81,6 +81,14 @@ class _Steps:
     def finish(self, name: str) -> None:
         (self.dir / f"{name}.done").write_text(self.digest)
 
+    def trained(self, name: str, train) -> dict:
+        """Run a training step unless it is finished; either way return its recorded figures."""
+        path = self.dir / f"{name}-stats.json"
+        if not self.done(name):
+            path.write_text(json.dumps(train()))
+            self.finish(name)
+        return json.loads(path.read_text())
+
 
 def _png(arr: np.ndarray) -> bytes:
     from PIL import Image
@@ -156,20 +164,13 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
 
     stats: dict[str, dict] = {}
     t = time.time()
-    if not steps.done("clip"):
-        caps = [captions(s) for s in scenes["pretrain"]]
-        stats["clip"] = train_clip(out / "clip", images["pretrain"], caps, work / "clip-tokenizer", cfg.clip, seed)
-        (work / "clip-stats.json").write_text(json.dumps(stats["clip"]))
-        steps.finish("clip")
-    stats["clip"] = json.loads((work / "clip-stats.json").read_text())
+    stats["clip"] = steps.trained("clip", lambda: train_clip(
+        out / "clip", images["pretrain"], [captions(s) for s in scenes["pretrain"]], work / "clip-tokenizer",
+        cfg.clip, seed))
     timings["clip"] = time.time() - t
 
     t = time.time()
-    if not steps.done("lm"):
-        stats["lm"] = train_lm(out / "lm", work / "lm-tokenizer", cfg.lm, seed)
-        (work / "lm-stats.json").write_text(json.dumps(stats["lm"]))
-        steps.finish("lm")
-    stats["lm"] = json.loads((work / "lm-stats.json").read_text())
+    stats["lm"] = steps.trained("lm", lambda: train_lm(out / "lm", work / "lm-tokenizer", cfg.lm, seed))
     timings["lm"] = time.time() - t
 
     encoder = Encoder(f"local-dir:{out / 'clip'}")
@@ -179,12 +180,8 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     timings["embed"] = time.time() - t
 
     t = time.time()
-    if not steps.done("prior"):
-        caps = [captions(s) for s in scenes["train"]]
-        stats["prior"] = train_prior(out / "prior", encoder, emb["train"], caps, cfg.prior, seed)
-        (work / "prior-stats.json").write_text(json.dumps(stats["prior"]))
-        steps.finish("prior")
-    stats["prior"] = json.loads((work / "prior-stats.json").read_text())
+    stats["prior"] = steps.trained("prior", lambda: train_prior(
+        out / "prior", encoder, emb["train"], [captions(s) for s in scenes["train"]], cfg.prior, seed))
     timings["prior"] = time.time() - t
 
     t = time.time()
