@@ -127,6 +127,12 @@ class ShardWriter:
         self.manifest = Manifest.load(directory) or Manifest(name=name, spec=spec, spec_hash=spec_hash)
         if self.manifest.name != name:
             raise ValueError(f"{directory} holds shards named {self.manifest.name!r}, not {name!r}")
+        # A crash between a shard's rename and the manifest update leaves a whole shard the
+        # manifest does not list; it does not exist for readers, and the resumed run rewrites it.
+        listed = {s.name for s in self.manifest.shards}
+        for orphan in self.store.glob(f"{name}-*.tar"):
+            if orphan not in listed:
+                self.store.remove(orphan)
         self.name, self.shard_size = name, shard_size
         self._buffer: list[dict] = []
 

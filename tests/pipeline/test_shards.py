@@ -55,9 +55,11 @@ def test_crash_leaves_no_partial_shard_and_resume_continues(tmp_path):
     w = ShardWriter(tmp_path, "demo", shard_size=4)
     w.write_all(_samples(6))  # one full shard, two samples buffered, then the process "dies"
     (tmp_path / "demo-000001.tar.tmp").write_bytes(b"half a shard")
+    (tmp_path / "demo-000002.tar").write_bytes(b"renamed, but the manifest was never updated")
     assert Manifest.load(tmp_path).samples == 4 and not Manifest.load(tmp_path).complete
     w2 = ShardWriter(tmp_path, "demo", shard_size=4)
     assert not (tmp_path / "demo-000001.tar.tmp").exists()
+    assert not (tmp_path / "demo-000002.tar").exists()
     assert w2.start_index == 4
     w2.write_all(_samples(6, start=w2.start_index))
     m = w2.close()
