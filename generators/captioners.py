@@ -16,7 +16,6 @@ import torch
 
 log = logging.getLogger(__name__)
 
-DROP_REASONS = ("empty", "truncated", "too_short", "too_long", "request_failed", "bad_response")
 
 
 class CaptionBackendError(RuntimeError):
