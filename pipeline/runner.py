@@ -167,7 +167,8 @@ def run_captions(spec: JobSpec, out: Store, executor, progress: Progress) -> dic
     chunk_name = lambda k: f"stages/captions-{k:05d}.npz"  # noqa: E731
     pending = [k for k in range(n_chunks) if not out.exists(chunk_name(k))]
     done_before = (n_chunks - len(pending)) * CHUNK
-    progress.update("caption", done=min(done_before, len(requests)), total=len(requests), status="RUNNING")
+    for stage in ("caption", "score"):  # one stream: every row is captioned, then embedded
+        progress.update(stage, done=min(done_before, len(requests)), total=len(requests), status="RUNNING")
     rows = [{"index": r.index, "prompt": r.prompt, "seed": r.seed}
             for k in pending for r in requests[k * CHUNK:(k + 1) * CHUNK]]
     if rows:
@@ -180,6 +181,7 @@ def run_captions(spec: JobSpec, out: Store, executor, progress: Progress) -> dic
                 buf[int(i)] = (str(cap), str(drop), emb)
             received += len(batch["index"])
             progress.update("caption", done=min(received, len(requests)))
+            progress.update("score", done=min(received, len(requests)))
             for k in [k for k in pending if all(i in buf for i in range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))]:
                 idx = list(range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))
                 out.save_npz(chunk_name(k), index=np.array(idx), caption=np.array([buf[i][0] for i in idx]),
@@ -187,7 +189,8 @@ def run_captions(spec: JobSpec, out: Store, executor, progress: Progress) -> dic
                 for i in idx:
                     del buf[i]
                 pending.remove(k)
-    progress.update("caption", done=len(requests), status="SUCCEEDED", force=True)
+    for stage in ("caption", "score"):
+        progress.update(stage, done=len(requests), status="SUCCEEDED", force=True)
     parts = [out.load_npz(chunk_name(k)) for k in range(n_chunks)]
     data = {key: np.concatenate([p[key] for p in parts]) for key in ("index", "caption", "drop", "text_emb")}
     data["prompt_concepts"] = np.array([list(r.concepts) for r in requests], dtype=object)
@@ -264,8 +267,10 @@ def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, pro
     writer = ShardWriter(out.url, spec.output.name, spec.output.shard_size, spec.model_dump(mode="json"), spec_hash(spec))
     start = writer.start_index
     progress.update("synthesize", done=start, total=len(keep), status="RUNNING")
+    progress.update("shard", done=start, total=len(keep), status="RUNNING", shards=len(writer.manifest.shards))
     if writer.complete:
         progress.update("synthesize", status="SUCCEEDED")
+        progress.update("shard", status="SUCCEEDED")
         return writer.manifest.to_dict()
     pos = {i: k for k, i in enumerate(keep)}
     job_id = job_id_for(spec)
@@ -294,8 +299,10 @@ def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, pro
             writer.write(make_sample(sample_key(job_id, i), str(cap["caption"][i]), emb, meta))
             nxt += 1
         progress.update("synthesize", done=nxt)
+        progress.update("shard", done=writer.manifest.samples, shards=len(writer.manifest.shards))
     manifest = writer.close()
-    progress.update("synthesize", done=len(keep), status="SUCCEEDED", shards=len(manifest.shards), force=True)
+    progress.update("synthesize", done=len(keep), status="SUCCEEDED")
+    progress.update("shard", done=manifest.samples, status="SUCCEEDED", shards=len(manifest.shards), force=True)
     return manifest.to_dict() | {"alignment_mean": float(np.mean(alignments)) if alignments else None}
 
 

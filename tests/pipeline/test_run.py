@@ -82,7 +82,11 @@ def test_end_to_end_on_local_ray(tiny_world, tmp_path, ray_local):
     assert len(set(_keys(out))) == m.samples
     progress = json.loads((out / "progress.json").read_text())
     assert progress["status"] == "SUCCEEDED"
+    assert set(progress["stages"]) == {"caption", "score", "select", "synthesize", "shard"}
     assert progress["stages"]["synthesize"]["done"] == m.samples
+    assert progress["stages"]["shard"] == progress["stages"]["shard"] | {"done": m.samples, "shards": len(m.shards),
+                                                                        "status": "SUCCEEDED"}
+    assert progress["stages"]["caption"]["rate_per_s"] > 0
     st = json.loads((out / "stats.json").read_text())
     assert st["requested"] == 36 and st["after_balance"] == m.samples
     assert sum(st["concept_counts_after_balance"].values()) >= m.samples or st["after_balance"] == 0
