@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import fsspec
 
-from pipeline.runner import Progress, RayExecutor, _stage, job_id_for, prepare_dir, stage_config
+from pipeline.runner import Progress, RayExecutor, _stage, in_order, job_id_for, prepare_dir, stage_config
 from pipeline.shards import ShardWriter, make_sample, sample_key
 from pipeline.spec import JobSpec, spec_hash
 
@@ -82,18 +82,13 @@ def run_embed_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
     progress.update("embed", done=start, total=len(rows), status="RUNNING")
     job_id = job_id_for(spec)
     stage = [(_stage("EmbedStage"), {"encoder": stage_config(spec, "input")["encoder"]}, spec.resources.embed)]
-    pending, nxt = {}, start
     if not writer.complete and rows[start:]:
-        for batch in executor.map(rows[start:], stage, inp.batch_size):
-            for i, emb, a in zip(batch["index"], batch["emb"], batch["alignment"], strict=False):
-                pending[int(i)] = (emb, float(a))
-            while nxt in pending:
-                emb, a = pending.pop(nxt)
-                meta = {**metas[nxt], "source": "real", "job_id": job_id, "index": nxt,
-                        "encoder": inp.encoder.model_dump(), "scores": {"image_text_alignment": round(a, 5)}}
-                writer.write(make_sample(sample_key(job_id, nxt), rows[nxt]["caption"], emb, meta))
-                nxt += 1
-            progress.update("embed", done=nxt)
+        batches = executor.map(rows[start:], stage, inp.batch_size)
+        for i, _, emb, a in in_order(batches, lambda i: i, start, ("emb", "alignment")):
+            meta = {**metas[i], "source": "real", "job_id": job_id, "index": i,
+                    "encoder": inp.encoder.model_dump(), "scores": {"image_text_alignment": round(float(a), 5)}}
+            writer.write(make_sample(sample_key(job_id, i), rows[i]["caption"], emb, meta))
+            progress.update("embed", done=i + 1)
     manifest = writer.close()
     progress.update("embed", done=len(rows), status="SUCCEEDED", force=True)
     stats = {"job_id": job_id, "spec_hash": spec_hash(spec), "input_shards": len(urls), "samples": manifest.samples,

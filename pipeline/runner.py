@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.prompts import build_requests
+from pipeline.prompts import build_requests, derive_seed
 from pipeline.shards import MANIFEST, ShardWriter, make_sample, sample_key
 from pipeline.spec import JobSpec, spec_hash
 from pipeline.storage import Store
@@ -131,6 +131,20 @@ class RayExecutor:
 # ---------------------------------------------------------------- job
 
 
+def in_order(batches: Iterable[dict[str, np.ndarray]], position: Callable[[int], int], start: int,
+             fields: tuple[str, ...]) -> Iterator[tuple]:
+    """(position, row index, *fields) for every row, in position order from `start`, however the
+    batches arrive: shards are written in index order, so a resumed job continues exactly."""
+    pending: dict[int, tuple] = {}
+    nxt = start
+    for batch in batches:
+        for row in zip(batch["index"], *(batch[f] for f in fields)):
+            pending[position(int(row[0]))] = (int(row[0]), *row[1:])
+        while nxt in pending:
+            yield (nxt, *pending.pop(nxt))
+            nxt += 1
+
+
 def job_id_for(spec: JobSpec) -> str:
     return f"{spec.name}-{spec_hash(spec)[:12]}"
 
@@ -175,20 +189,20 @@ def run_captions(spec: JobSpec, out: Store, executor, progress: Progress) -> dic
         stages = [(_stage("CaptionStage"), {"captions": stage_config(spec, "captions")}, spec.resources.caption),
                   (_stage("ScoreStage"), {"encoder": stage_config(spec, "synthesis")["encoder"]}, spec.resources.score)]
         buf: dict[int, tuple] = {}
+        missing = {k: len(range(k * CHUNK, min((k + 1) * CHUNK, len(requests)))) for k in pending}
         received = done_before
         for batch in executor.map(rows, stages, spec.captions.batch_size):
-            for i, cap, drop, emb in zip(batch["index"], batch["caption"], batch["drop"], batch["text_emb"], strict=False):
+            for i, cap, drop, emb in zip(batch["index"], batch["caption"], batch["drop"], batch["text_emb"]):
                 buf[int(i)] = (str(cap), str(drop), emb)
+                k = int(i) // CHUNK
+                missing[k] -= 1
+                if missing[k] == 0:  # the chunk is whole: persist it and free its rows
+                    idx = list(range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))
+                    out.save_npz(chunk_name(k), index=np.array(idx), caption=np.array([buf[j][0] for j in idx]),
+                                 drop=np.array([buf[j][1] for j in idx]), text_emb=np.stack([buf.pop(j)[2] for j in idx]))
             received += len(batch["index"])
-            progress.update("caption", done=min(received, len(requests)))
-            progress.update("score", done=min(received, len(requests)))
-            for k in [k for k in pending if all(i in buf for i in range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))]:
-                idx = list(range(k * CHUNK, min((k + 1) * CHUNK, len(requests))))
-                out.save_npz(chunk_name(k), index=np.array(idx), caption=np.array([buf[i][0] for i in idx]),
-                          drop=np.array([buf[i][1] for i in idx]), text_emb=np.stack([buf[i][2] for i in idx]))
-                for i in idx:
-                    del buf[i]
-                pending.remove(k)
+            for stage in ("caption", "score"):
+                progress.update(stage, done=min(received, len(requests)))
     for stage in ("caption", "score"):
         progress.update(stage, done=len(requests), status="SUCCEEDED", force=True)
     parts = [out.load_npz(chunk_name(k)) for k in range(n_chunks)]
@@ -252,14 +266,12 @@ def run_selection(spec: JobSpec, out: Store, cap: dict[str, np.ndarray], progres
              "after_balance": int(len(final)), "balance_method": b.method,
              "concept_counts_before_balance": count(d_concepts),
              "concept_counts_after_balance": count([c for c, k in zip(d_concepts, keep_b, strict=False) if k])}
-    matched_by_index = {int(i): m for i, m in zip(v_idx, matched, strict=False)}
-    nearest_by_index = {int(i): float(x) for i, x in zip(v_idx, nearest, strict=False)}
-    out.save_npz(path, keep=final, matched=np.array([json.dumps(matched_by_index[int(i)]) for i in final]),
-              nearest=np.array([nearest_by_index[int(i)] for i in final], dtype=np.float32),
-              stats=np.array(json.dumps(stats)))
+    kept = np.nonzero(keep_d)[0][keep_b]  # positions among the valid captions
+    sel = {"keep": final, "matched": np.array([json.dumps(matched[j]) for j in kept]),
+           "nearest": nearest[kept].astype(np.float32)}
+    out.save_npz(path, **sel, stats=np.array(json.dumps(stats)))
     progress.update("select", done=len(cap["index"]), status="SUCCEEDED", kept=len(final))
-    return {"keep": final, "matched": np.array([json.dumps(matched_by_index[int(i)]) for i in final]),
-            "nearest": np.array([nearest_by_index[int(i)] for i in final]), "stats": stats}
+    return sel | {"stats": stats}
 
 
 def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, progress: Progress) -> dict:
@@ -279,26 +291,18 @@ def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, pro
                  "prior": syn.prior, "encoder": syn.encoder.model_dump(), "scheduler": syn.scheduler,
                  "steps": syn.steps, "guidance_scale": syn.guidance_scale}
     rows = [{"index": i, "caption": str(cap["caption"][i])} for i in keep[start:]]
-    pending: dict[int, tuple] = {}
-    nxt = start
     alignments = []
-    from pipeline.prompts import derive_seed
-
     stages = [(_stage("SynthesizeStage"), {"synthesis": stage_config(spec, "synthesis")}, spec.resources.synthesize)]
-    for batch in executor.map(rows, stages, syn.batch_size) if rows else []:
-        for i, emb, a in zip(batch["index"], batch["emb"], batch["alignment"], strict=False):
-            pending[pos[int(i)]] = (int(i), emb, float(a))
-        while nxt in pending:
-            i, emb, a = pending.pop(nxt)
-            alignments.append(a)
-            meta = {"source": "synthetic", "job_id": job_id, "index": i,
-                    "prompt_concepts": list(cap["prompt_concepts"][i]),
-                    "concepts": json.loads(str(sel["matched"][nxt])), "seed": derive_seed("prior", syn.seed, i),
-                    "generator": generator,
-                    "scores": {"prior_alignment": round(a, 5), "nearest_kept_cosine": round(float(sel["nearest"][nxt]), 5)}}
-            writer.write(make_sample(sample_key(job_id, i), str(cap["caption"][i]), emb, meta))
-            nxt += 1
-        progress.update("synthesize", done=nxt)
+    batches = executor.map(rows, stages, syn.batch_size) if rows else []
+    for k, i, emb, a in in_order(batches, pos.__getitem__, start, ("emb", "alignment")):
+        alignments.append(float(a))
+        meta = {"source": "synthetic", "job_id": job_id, "index": i,
+                "prompt_concepts": list(cap["prompt_concepts"][i]),
+                "concepts": json.loads(str(sel["matched"][k])), "seed": derive_seed("prior", syn.seed, i),
+                "generator": generator,
+                "scores": {"prior_alignment": round(float(a), 5), "nearest_kept_cosine": round(float(sel["nearest"][k]), 5)}}
+        writer.write(make_sample(sample_key(job_id, i), str(cap["caption"][i]), emb, meta))
+        progress.update("synthesize", done=k + 1)
         progress.update("shard", done=writer.manifest.samples, shards=len(writer.manifest.shards))
     manifest = writer.close()
     progress.update("synthesize", done=len(keep), status="SUCCEEDED")
@@ -306,8 +310,7 @@ def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, pro
     return manifest.to_dict() | {"alignment_mean": float(np.mean(alignments)) if alignments else None}
 
 
-def run_job(spec: JobSpec, *, force: bool = False, executor=None,
-            on_progress: Callable[[Progress], None] | None = None) -> dict:
+def run_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
     """Run (or resume) a `synthesize` job; returns its stats."""
     if spec.kind != "synthesize":
         from pipeline.embed import run_embed_job

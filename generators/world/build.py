@@ -22,6 +22,7 @@ import torch
 from generators.world.clip import ClipConfig
 from generators.world.lm import LMConfig
 from generators.world.prior_train import PriorConfig
+from pipeline.shards import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
                       **stats["prior"]},
         },
         "quality": quality,
-        "hashes": {p.relative_to(out).as_posix(): _sha(p) for p in sorted(out.glob("*/*.safetensors"))
+        "hashes": {p.relative_to(out).as_posix(): sha256_file(p) for p in sorted(out.glob("*/*.safetensors"))
                    + sorted(out.glob("prior/prior/*.safetensors"))},
         "versions": _versions(),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
@@ -243,12 +244,6 @@ def _write_shards(out: Path, cfg: WorldConfig, images, scenes, emb, held: set[st
             writer.write(make_sample(sample_key(f"world-{cfg.seed}-{split}", i), txt, emb[split][i].numpy(), meta,
                                      png=_png(img)))
         writer.close()
-
-
-def _sha(path: Path) -> str:
-    from pipeline.shards import sha256_file
-
-    return sha256_file(path)
 
 
 def _versions() -> dict[str, str]:
