@@ -40,7 +40,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline/run.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", required=True, help="job spec (YAML or JSON)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spec", help="job spec file (YAML or JSON)")
+    src.add_argument("--spec-json", help="the job spec itself, as JSON (how the service submits jobs)")
     parser.add_argument("--force", action="store_true", help="replace the output of a different spec in output.dir")
     parser.add_argument("--output-dir", help="override output.dir")
     parser.add_argument("--local", action="store_true", help="run every stage in this process, without Ray")
@@ -50,30 +52,40 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("synth2", "pipeline", "generators"):
         logging.getLogger(name).setLevel(logging.INFO)
 
-    from pipeline.runner import JobConflict, LocalExecutor, run_job
-    from pipeline.spec import SpecError, load_spec
+    from pipeline.runner import JobConflict
+    from pipeline.spec import SpecError, load_spec, parse_spec
 
     try:
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec) if args.spec else parse_spec(json.loads(args.spec_json))
         if args.output_dir:
             spec.output.dir = args.output_dir
+    except json.JSONDecodeError as e:
+        print(f"--spec-json: not JSON: {e}", file=sys.stderr)
+        return 2
     except SpecError as e:
         print(str(e), file=sys.stderr)
         return 2
     try:
-        if args.local:
-            executor = LocalExecutor()
-        else:
-            from pipeline.runner import RayExecutor
-
-            init_ray()
-            executor = RayExecutor()
-        stats = run_job(spec, force=args.force, executor=executor)
+        stats = run_spec(spec, force=args.force, local=args.local)
     except (JobConflict, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(stats, indent=1))
     return 0
+
+
+def run_spec(spec, *, force: bool = False, local: bool = False, num_cpus: int | None = None) -> dict:
+    """Run (or resume) a parsed job spec on Ray (or in this process with `local`); returns its stats."""
+    from pipeline.runner import LocalExecutor, run_job
+
+    if local:
+        executor = LocalExecutor()
+    else:
+        from pipeline.runner import RayExecutor
+
+        init_ray(num_cpus=num_cpus)
+        executor = RayExecutor()
+    return run_job(spec, force=force, executor=executor)
 
 
 if __name__ == "__main__":

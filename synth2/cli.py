@@ -135,5 +135,29 @@ def format_world(info: dict) -> str:
     return "\n".join(lines)
 
 
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="uvicorn worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP service (settings from the environment: `python -m serve.settings` lists them).
+
+    Without SYNTH2_API_KEYS, a key is generated and printed once, for local use.
+    """
+    import os
+    import secrets
+
+    import uvicorn
+
+    if not os.environ.get("SYNTH2_API_KEYS"):
+        key = secrets.token_urlsafe(24)
+        os.environ["SYNTH2_API_KEYS"] = key
+        click.echo(f"SYNTH2_API_KEYS is not set; this run accepts the key:\n  {key}\n"
+                   f"(export SYNTH2_API_KEY={key} for `synth2 jobs` and `synth2 pull`)", err=True)
+    uvicorn.run("serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", proxy_headers=False)
+
+
 if __name__ == "__main__":
     main()
