@@ -38,12 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     (run_dir / "result.json").unlink(missing_ok=True)
 
-    from pipeline.run import run_spec
+    from pipeline.run import init_ray, run_spec
     from pipeline.spec import parse_spec
 
     try:
         spec = parse_spec(json.loads((run_dir / "spec.json").read_text()))
         threads = int(os.environ["SYNTH2_JOB_CPUS"]) if os.environ.get("SYNTH2_JOB_CPUS") else None
+        init_ray(num_cpus=threads)
+        signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init installs its own (sys.exit); ours records STOPPED
         stats = run_spec(spec, num_cpus=threads)
     except KeyboardInterrupt:
         print("job stopped on request; its finished shards stay valid", flush=True)
