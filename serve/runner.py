@@ -207,7 +207,9 @@ class RayRunner:
         if not job.get("handle"):
             return ""
         text = self.client.get_job_logs(job["handle"])
-        return "".join(text.splitlines(keepends=True)[-tail:]) if tail else text
+        if tail is None:
+            return text
+        return "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
 
 
 def _last_error(text: str) -> str | None:

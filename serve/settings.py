@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     output_root: str | None = None
     api_keys: str = Field("", repr=False)
     max_running: int = Field(1, ge=1, le=64)
-    max_jobs_per_key: int = Field(4, ge=1, le=1000)
+    max_jobs_per_key: int = Field(4, ge=1, le=1_000_000)
     max_body_bytes: int = Field(1 << 20, ge=1024)
     resubmit_orphans: bool = False
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "SYNTH2_RAY_ADDRESS"))

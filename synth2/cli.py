@@ -164,7 +164,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
 def _client_options(f):
     f = click.option("--key", envvar="SYNTH2_API_KEY", show_envvar=True, metavar="KEY",
-                     help="API key (default: $SYNTH2_API_KEY).")(f)
+                     help="API key.")(f)
     f = click.option("--url", envvar="SYNTH2_URL", show_envvar=True, default="http://127.0.0.1:8000",
                      show_default=True, help="The synth2 service.")(f)
     return f

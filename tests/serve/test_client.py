@@ -273,6 +273,8 @@ class FakeShards:
             return httpx.Response(401, json={"detail": "invalid API key"})
         if path == "/v1/jobs/j/manifest":
             return httpx.Response(200, json=self.manifest())
+        if path == "/v1/jobs/j":
+            return httpx.Response(200, json={"id": "j", "status": "SUCCEEDED" if self.complete else "RUNNING"})
         m = re.fullmatch(r"/v1/jobs/j/shards/(.+)", path)
         if not m or m.group(1) not in self.shards:
             return httpx.Response(404, json={"detail": f"no such thing: {path}"})
@@ -350,6 +352,19 @@ def test_a_job_still_running_pulls_what_is_finished(fake, tmp_path):
     s = fake_client(fake).pull("j", tmp_path)
     assert isinstance(s, PullSummary) and not s.complete and s.shards == 3
     assert Manifest.load(tmp_path).complete is False
+
+
+def test_cli_pull_of_a_running_job_says_so(fake, tmp_path, monkeypatch):
+    import serve.client
+
+    fake.complete = False
+    real = httpx.Client
+    monkeypatch.setattr(serve.client.httpx, "Client", lambda **kw: real(**kw | {"transport": httpx.MockTransport(fake)}))
+    r = CliRunner().invoke(main, ["pull", "j", "--to", str(tmp_path), "--url", "http://fake", "--key", "k", "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("pulled 3 shards (3 samples) of job j into ")
+    assert r.stderr == ("job j is RUNNING: these are the shards it had finished so far "
+                        "(pull again when it finishes for the rest)\n")
 
 
 def test_a_manifest_naming_a_path_is_refused(fake, tmp_path):

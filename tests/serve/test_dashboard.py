@@ -182,7 +182,8 @@ def test_dashboard_shows_a_live_job(service, tiny_world, tmp_path):
     # The page itself needs no key and holds no data.
     page = httpx.get(f"{service.url}/", timeout=10)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "<script" in page.text and "http://" not in page.text and "https://" not in page.text, "the page must be self-contained"
+    assert "<script" in page.text
+    assert "http://" not in page.text and "https://" not in page.text, "the page must be self-contained (works offline)"
 
     with service.client() as client:
         r = client.post("/v1/jobs", json=job_body(world))
@@ -193,7 +194,7 @@ def test_dashboard_shows_a_live_job(service, tiny_world, tmp_path):
         bad = load(f"{service.url}/#key=not-a-valid-key", out, "bad-key", budget_ms=2000)
         banner = bad.dom.by_id("auth-error")
         assert banner is not None and not banner.hidden
-        assert "invalid or missing API key" in banner.text
+        assert "invalid or missing api key" in banner.text.lower()
         assert bad.row(job_id) is None
         assert_no_js_errors(bad)
 
@@ -238,7 +239,7 @@ def test_dashboard_shows_a_live_job(service, tiny_world, tmp_path):
     assert all(a.attrs["href"] == f"/v1/jobs/{job_id}/shards/{n}" for a, n in zip(links, names))
     logs = done.dom.by_id("logs")
     assert logs is not None and not logs.hidden and logs.attrs.get("data-job-id") == job_id
-    assert logs.text.strip() and "loading" not in logs.text, "the log panel shows no log"
+    assert logs.text.strip() not in ("", "loading\u2026", "(no log lines yet)"), "the log panel shows no log"
     assert done.dom.by_id("auth-error").hidden
     assert_no_js_errors(done)
     assert_screenshot(done.screenshot)
