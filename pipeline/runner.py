@@ -62,7 +62,7 @@ class Progress:
         if status:
             s["status"] = status
         s.update(extra)
-        if s["started_at"] and s["done"]:
+        if s["started_at"] and s["done"] and now - s["started_at"] >= 0.5:  # no rate from a resumed instant
             s["rate_per_s"] = round(s["done"] / max(now - s["started_at"], 1e-6), 2)
         if force or status or now - self._last > 1.0:
             self.save()

@@ -42,6 +42,9 @@ from synth2 import __version__
 
 log = logging.getLogger("synth2.serve")
 STATIC = Path(__file__).parent / "static"
+# The dashboard loads nothing from elsewhere, and reports open in a sandboxed frame.
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data: blob:; frame-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'")
 bearer = HTTPBearer(auto_error=False, description="An API key from SYNTH2_API_KEYS")
 
 
@@ -173,7 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def dashboard():
-        return HTMLResponse((STATIC / "index.html").read_text())
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"),
+                            headers={"cache-control": "no-cache", "content-security-policy": CSP})
 
     spec_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": JobSpec.model_json_schema()},
@@ -283,12 +287,14 @@ def _read_json(job: dict, name: str) -> Any:
 def job_view(job: dict, detail: bool = False) -> dict:
     jid = job["id"]
     progress = _read_json(job, "progress.json") if job["started_at"] else None
+    if progress and (progress.get("updated_at") or 0) < job["started_at"]:
+        progress = None  # left by an earlier run of the same spec; this run has not written its own yet
     view = {
         "id": jid, "name": job["name"], "status": job["status"], "key_id": job["key_id"],
         "spec_hash": job["spec_hash"], "runner": job["runner"], "attempts": job["attempts"],
         "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),
         "finished_at": _iso(job["finished_at"]), "error": job["error"], "message": job["message"],
-        "progress": _stages((progress or {}).get("stages", {})),
+        "progress": _stages((progress or {}).get("stages", {}), job["status"]),
         "links": {"self": f"/v1/jobs/{jid}", "logs": f"/v1/jobs/{jid}/logs", "manifest": f"/v1/jobs/{jid}/manifest",
                   "report": f"/v1/jobs/{jid}/report", "cancel": f"/v1/jobs/{jid}/cancel"},
     }
@@ -304,11 +310,17 @@ def job_view(job: dict, detail: bool = False) -> dict:
 STAGE_ORDER = ("caption", "score", "select", "synthesize", "embed", "shard")
 
 
-def _stages(stages: dict) -> dict:
-    """Per-stage progress in pipeline order (progress.json keeps them sorted by name)."""
+def _stages(stages: dict, job_status: str) -> dict:
+    """Per-stage progress in pipeline order (progress.json keeps them sorted by name); the stages a
+    failed or stopped job left unfinished take the job's status."""
     order = sorted(stages, key=lambda k: STAGE_ORDER.index(k) if k in STAGE_ORDER else len(STAGE_ORDER))
-    return {k: {f: stages[k][f] for f in ("done", "total", "status", "rate_per_s", "shards") if f in stages[k]}
-            for k in order}
+    out = {k: {f: stages[k][f] for f in ("done", "total", "status", "rate_per_s", "shards") if f in stages[k]}
+           for k in order}
+    if job_status in ("FAILED", "STOPPED"):
+        for v in out.values():
+            if v.get("status") in ("RUNNING", "PENDING"):
+                v["status"] = job_status
+    return out
 
 
 def _remote_file(store: Store, name: str, size: int, request: Request, headers: dict) -> Response:

@@ -37,6 +37,9 @@ class JobManager:
     # ------------------------------------------------------------ requests
 
     def submit(self, data: Any, key_id: str) -> dict:
+        if isinstance(data, dict) and isinstance(data.get("output", {}), dict):
+            # The service decides where outputs go (below); a spec may leave output.dir out.
+            data = {**data, "output": {"dir": "(set by the service)", **data.get("output", {})}}
         try:
             spec = parse_spec(data, source="body")
         except SpecError as e:
