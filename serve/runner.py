@@ -177,12 +177,19 @@ class RayRunner:
 
     def start(self, job: dict) -> str:
         spec = json.dumps(job["spec"], separators=(",", ":"))
-        entrypoint = f"python pipeline/run.py --spec-json {shlex.quote(spec)}"
+        entrypoint = f"{shlex.quote(self.settings.ray_python)} pipeline/run.py --spec-json {shlex.quote(spec)}"
         submission_id = f"synth2-{job['id']}-{job['attempts']}"
-        self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id,
-                               runtime_env={"working_dir": str(ROOT), "excludes": self.EXCLUDES},
-                               metadata={"synth2_job": job["id"]})
-        return submission_id
+        for attempt in range(15):
+            try:
+                self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id,
+                                       runtime_env={"working_dir": str(ROOT), "excludes": self.EXCLUDES},
+                                       metadata={"synth2_job": job["id"]})
+                return submission_id
+            except RuntimeError as e:  # a head that has just started has no job agent for a few seconds
+                if "No available agent" not in str(e) or attempt == 14:
+                    raise
+                time.sleep(2.0)
+        raise AssertionError("unreachable")
 
     def poll(self, job: dict) -> Outcome | None:
         from ray.job_submission import JobStatus

@@ -9,6 +9,7 @@
     SYNTH2_MAX_BODY_BYTES    largest request body (413 past it)                  (1 MiB)
     SYNTH2_RESUBMIT_ORPHANS  on start-up, requeue jobs whose process died with the service,
                              instead of marking them FAILED (resume makes that safe)  (false)
+    SYNTH2_RAY_PYTHON        interpreter for the Ray job entrypoint               (python)
     RAY_ADDRESS              submit jobs to this Ray cluster (JobSubmissionClient); unset:
                              each job runs as a local subprocess with its own local Ray
 """
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "SYNTH2_RAY_ADDRESS"))
     poll_seconds: float = Field(0.5, gt=0, le=60)
     stop_grace_seconds: float = Field(20.0, ge=0, le=600)
+    ray_python: str = "python"  # the interpreter a Ray job's entrypoint runs with, on the cluster
     local_threads: int | None = Field(None, ge=1, le=256)  # CPUs a local job's Ray may use
 
     @field_validator("data_dir")

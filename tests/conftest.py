@@ -1,4 +1,10 @@
 import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +83,50 @@ def kill_marked_processes(marker: str) -> None:
                 os.kill(int(proc.name), signal.SIGKILL)
         except (OSError, PermissionError):
             continue
+
+
+# ---------------------------------------------------------------- a Ray head on loopback
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def ray_submit(args: list[str], env: dict, tries: int = 30) -> subprocess.CompletedProcess:
+    """`ray job submit`, retried while the freshly started head has no job agent yet."""
+    for _ in range(tries):
+        r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        if r.returncode == 0 or "No available agent" not in r.stdout + r.stderr:
+            return r
+        time.sleep(2.0)
+    return r
+
+
+@pytest.fixture
+def ray_head(tmp_path_factory):
+    temp = tmp_path_factory.mktemp("rayhead")
+    marker = secrets.token_hex(8)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           "SYNTH2_TEST_RAY_HEAD": marker}
+    port, dash = free_port(), free_port()
+    cmd = [RAY, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+           f"--port={port}", f"--dashboard-port={dash}", "--num-cpus=2", "--include-dashboard=true",
+           f"--temp-dir={temp}", "--disable-usage-stats",
+           # Fixed default ports (52365, ...) collide with a head a test before this one left in TIME_WAIT.
+           f"--dashboard-agent-listen-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+           f"--metrics-export-port={free_port()}", f"--ray-client-server-port={free_port()}"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    yield f"http://127.0.0.1:{dash}", env
+    # Stop only this head (not a Ray this test session started in process): its processes
+    # inherited the marker in their environment.
+    kill_marked_processes(f"SYNTH2_TEST_RAY_HEAD={marker}")
+
+

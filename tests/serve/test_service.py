@@ -162,3 +162,23 @@ def test_wrong_and_missing_keys_over_http(service):
                    content=b"x" * (2 << 20))
     assert r.status_code == 413
     assert os.path.exists(service.data_dir / "synth2.db")
+
+
+def test_jobs_go_to_a_ray_cluster_when_ray_address_is_set(service, tiny_world, ray_head, tmp_path):
+    """With RAY_ADDRESS, the service submits through Ray's JobSubmissionClient (token auth on)."""
+    import sys
+
+    address, env = ray_head
+    world, _ = tiny_world
+    service.env_extra.update({"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": env["RAY_AUTH_TOKEN"],
+                              "SYNTH2_RAY_PYTHON": sys.executable})
+    service.start()
+    c = service.client()
+    r = c.post("/v1/jobs", json=job_body(world))
+    assert r.status_code == 202 and r.json()["runner"] == "ray"
+    job = wait_for(c, r.json()["id"], ("SUCCEEDED", "FAILED", "STOPPED"))
+    assert job["status"] == "SUCCEEDED", c.get(f"/v1/jobs/{job['id']}/logs").text[-3000:]
+    assert job["counts"]["samples"] > 0
+    assert "samples" in c.get(f"/v1/jobs/{job['id']}/logs").text  # logs come from the Ray job
+    m = Manifest.load(_output_dir(service, job["id"]))
+    assert m.complete and m.samples == job["counts"]["samples"]
