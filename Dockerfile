@@ -1,4 +1,4 @@
-# synth2: the pipeline and (once it lands) the service, CPU by default.
+# synth2: the service (default command) and the pipeline, CPU by default.
 #   docker build -t synth2 .
 #   docker build -t synth2:cuda --build-arg BASE_IMAGE=nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04 \
 #                --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 .
@@ -25,5 +25,8 @@ COPY configs configs
 RUN python3 -m pip install --extra-index-url ${TORCH_INDEX} torch torchvision && \
     python3 -m pip install .
 
+ENV SYNTH2_DATA_DIR=/data
+VOLUME /data
+EXPOSE 8000
 ENTRYPOINT ["synth2"]
-CMD ["--help"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
