@@ -12,7 +12,16 @@ from collections.abc import Iterator
 
 import fsspec
 
-from pipeline.runner import Progress, RayExecutor, _stage, in_order, job_id_for, prepare_dir, stage_config
+from pipeline.runner import (
+    Progress,
+    RayExecutor,
+    _stage,
+    in_order,
+    job_id_for,
+    prepare_dir,
+    stage_config,
+    write_metrics_and_report,
+)
 from pipeline.shards import ShardWriter, make_sample, sample_key
 from pipeline.spec import JobSpec, spec_hash
 
@@ -94,6 +103,7 @@ def run_embed_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
     stats = {"job_id": job_id, "spec_hash": spec_hash(spec), "input_shards": len(urls), "samples": manifest.samples,
              "shards": len(manifest.shards), "seconds": round(time.time() - t0, 2)}
     out.write_json(stats, "stats.json")
+    stats = write_metrics_and_report(out, stats)
     progress.status = "SUCCEEDED"
     progress.save()
     return stats

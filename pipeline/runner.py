@@ -332,6 +332,18 @@ def run_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
              "samples": manifest["samples"], "shards": len(manifest["shards"]),
              "prior_alignment_mean": manifest.get("alignment_mean"), "seconds": round(time.time() - t0, 2)}
     out.write_json(stats, "stats.json")
+    stats = write_metrics_and_report(out, stats)
     progress.status = "SUCCEEDED"
     progress.save()
+    return stats
+
+
+def write_metrics_and_report(out: Store, stats: dict) -> dict:
+    """Caption diversity and balance metrics into stats.json, and report.json + report.html."""
+    from pipeline.report import write_report
+
+    t = time.time()
+    report = write_report(out.url)
+    stats = stats | {"metrics": report["metrics"], "report_seconds": round(time.time() - t, 2)}
+    out.write_json(stats, "stats.json")
     return stats
