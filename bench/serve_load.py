@@ -322,8 +322,36 @@ def throughput(svc: Service, job_id: str, shard_dir: Path, manifest: Manifest, r
         out["single_stream"]["curl"] = c
         out["single_stream"]["curl_over_disk"] = round(c["median_mb_per_s"] / out["single_stream"]["disk"]
                                                        ["median_mb_per_s"], 3)
+    cold = cold_cache(svc, job_id, names, paths, repeats)
+    if cold:
+        out["single_stream_cold_cache"] = cold
     out["integrity"] = integrity(svc, job_id, shard_dir, manifest)
     return out
+
+
+def drop_caches() -> bool:
+    """Empty the page cache (root only), so that a read comes from the disk itself."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def cold_cache(svc: Service, job_id: str, names: list[str], paths: list[Path], repeats: int) -> dict | None:
+    """Single stream with the page cache dropped before each pass: the file really comes from the
+    disk, for the reader and for the service alike. None where the cache cannot be dropped."""
+    if not drop_caches():
+        return None
+    disk, http = [], []
+    for _ in range(repeats):
+        drop_caches()
+        disk.append(disk_pass(paths, 1))
+        drop_caches()
+        http.append(asyncio.run(http_pass(svc, job_id, names, 1)))
+    d, h = rates(disk), rates(http)
+    return {"disk": d, "http": h, "http_over_disk": round(h["median_mb_per_s"] / d["median_mb_per_s"], 3)}
 
 
 def integrity(svc: Service, job_id: str, shard_dir: Path, manifest: Manifest) -> dict:
@@ -373,7 +401,9 @@ def table(res: dict) -> str:
     t = res["shards"]
     lines.append("")
     lines.append(f"shards: {t['files']} x {t['file_bytes'] / 2**20:.0f} MiB, median MB/s of {t['repeats']}")
-    for label in ("single_stream", f"parallel_{t['parallel_streams']}"):
+    for label in ("single_stream", f"parallel_{t['parallel_streams']}", "single_stream_cold_cache"):
+        if label not in t:
+            continue
         x = t[label]
         extra = f"  curl {x['curl']['median_mb_per_s']} ({x['curl_over_disk']})" if "curl" in x else ""
         lines.append(f"  {label:<14} disk {x['disk']['median_mb_per_s']:>8}  http {x['http']['median_mb_per_s']:>7}"

@@ -240,3 +240,17 @@ def test_internal_errors_carry_no_traceback(tmp_path, monkeypatch):
         r = c.get("/v1/jobs/x", headers=H)
         assert r.status_code == 500
         assert "reference" in r.json()["detail"] and "Traceback" not in r.text and "shadow" not in r.text
+
+
+def test_output_dir_may_be_left_out_and_is_chosen_by_the_service(api, done, tiny_world):
+    """The service owns where outputs go: a spec without output.dir is accepted, and one with it
+    lands in the same place (named by the spec hash), so resubmitting resumes."""
+    world, _ = tiny_world
+    body = job_body(world)
+    del body["output"]["dir"]
+    r = api.post("/v1/jobs", headers=H, json=body)
+    assert r.status_code == 202, r.text
+    job = wait(api, r.json()["id"], ("SUCCEEDED", "FAILED", "STOPPED"))
+    assert job["status"] == "SUCCEEDED"
+    assert api.app.state.store.get(job["id"])["output_dir"] == done_output(api, done)
+    assert job["spec_hash"] == done["spec_hash"]
