@@ -38,6 +38,21 @@ class Outcome:
     error: str | None = None
 
 
+def kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds `marker` (`NAME=value`). Ray renames its
+    processes and starts some in sessions of their own, so neither command lines nor process
+    groups find them all; the environment they inherit does (Linux /proc)."""
+    needle = marker.encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in (proc / "environ").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def tail_text(path: Path, tail: int | None) -> str:
     if not path.exists():
         return ""
@@ -148,15 +163,7 @@ class LocalRunner:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        needle = f"{MARKER}={job['id']}".encode()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
-                continue
-            try:
-                if needle in (proc / "environ").read_bytes():
-                    os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                continue
+        kill_marked(f"{MARKER}={job['id']}")
 
     def logs(self, job: dict, tail: int | None = None) -> str:
         return tail_text(self.run_dir(job) / "log.txt", tail)

@@ -71,18 +71,9 @@ def world_spec(world, out, **overrides):
 def kill_marked_processes(marker: str) -> None:
     """Kill every process whose environment holds `marker` (a Ray head renames its processes,
     so their command lines cannot be matched)."""
-    import signal
-    from pathlib import Path
+    from serve.runner import kill_marked
 
-    needle = marker.encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if needle in (proc / "environ").read_bytes():
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, PermissionError):
-            continue
+    kill_marked(marker)
 
 
 # ---------------------------------------------------------------- a Ray head on loopback
