@@ -34,7 +34,7 @@ METRIC_DOCS: dict[str, dict] = {
                      "range": "0..1", "better": "lower"},
     "exact_duplicate_rate": {"doc": "share of captions whose normalised text occurs earlier in the set",
                              "range": "0..1", "better": "lower"},
-    "near_duplicate_rate": {"doc": "share of captions with another caption at cosine >= threshold (sampled)",
+    "near_duplicate_rate": {"doc": "share of captions with another caption at cosine >= threshold (sampled past 2,000)",
                             "range": "0..1", "better": "lower"},
     "prior_alignment_mean": {"doc": "mean cosine between a caption's text embedding and its image embedding",
                              "range": "-1..1", "better": "higher"},
@@ -91,7 +91,13 @@ def cluster_entropy(emb: np.ndarray, k: int = 16, fit_sample: int = 20_000, seed
     fit = u[rng.choice(len(u), fit_sample, replace=False)] if len(u) > fit_sample else u
     km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048).fit(fit)
     labels = np.concatenate([km.predict(u[i:i + 65536]) for i in range(0, len(u), 65536)])
-    return normalised_entropy(np.bincount(labels, minlength=k))
+    # Clusters whose centres coincide are one cluster: with fewer distinct captions than k (duplicates
+    # whose embeddings differ only by rounding), k-means would otherwise split identical captions over
+    # several clusters by float noise, and all-identical captions would score above 0.
+    c = km.cluster_centers_
+    dist = np.linalg.norm(c[:, None, :] - c[None, :, :], axis=2)
+    first = np.argmax(dist < 1e-6, axis=1)  # the first centre within 1e-6 of each (itself at worst)
+    return normalised_entropy(np.bincount(first[labels], minlength=k))
 
 
 def normalised_entropy(counts: Sequence[float]) -> float:
@@ -174,8 +180,9 @@ def caption_metrics(texts: Sequence[str], text_emb: np.ndarray, concepts: Sequen
     out["vendi_per_caption"] = out["vendi"] / min(len(texts), dim)
     for n in (1, 2, 3):
         out[f"distinct_{n}"] = distinct_n(texts, n)
-    out["cluster_entropy"] = cluster_entropy(text_emb, clusters, seed=seed)
-    out["cluster_k"] = min(clusters, len(texts))
+    k = min(clusters, max(2, len(texts) // 20))  # at least ~20 captions a cluster, else entropy is ~1 by construction
+    out["cluster_entropy"] = cluster_entropy(text_emb, k, seed=seed)
+    out["cluster_k"] = k
     if concepts is not None:
         bank = list(bank) if bank is not None else sorted({c for cs in concepts for c in cs})
         counts = concept_counts(concepts, bank)
