@@ -139,7 +139,11 @@ def test_a_finished_job(api, done):
     r = api.post(f"/v1/jobs/{jid}/cancel", headers=H)
     assert r.status_code == 409 and "SUCCEEDED" in r.json()["detail"]
     r = api.get(f"/v1/jobs/{jid}/report", headers=H)
-    assert r.status_code in (200, 404)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and 'id="plot-concepts"' in r.text
+    r = api.get(f"/v1/jobs/{jid}/report", headers=H, params={"format": "json"})
+    assert r.json()["metrics"]["selected"]["n"] == job["counts"]["samples"]
+    assert job["counts"]["metrics"]["selected"]["vendi"] >= 1
+    assert api.get(f"/v1/jobs/{jid}/report", headers=H, params={"format": "pdf"}).status_code == 422
 
 
 def test_shard_downloads_with_ranges_and_etags(api, done):
