@@ -1,0 +1,398 @@
+"""Collapse curves, over-squashing sensitivity, separators and behaviour for any HF causal LM.
+
+Sequences are built at the TOKEN level from the token ids of "1", "0", ",", ... so that `1…1` is n copies
+of one token whatever the tokenizer merges. Each pair is (A, B) = (n, n+1) repeated tokens, with the same
+head (BOS, prompt) and tail; the distance is between the last token's hidden state of A and of B, at every
+layer (`hidden_states[-1]` is the final, post-norm one), in L2 and L-inf.
+
+Two position alignments:
+- "absolute": both sequences at positions 0..len-1, as the model normally sees them;
+- "end": A's tokens after the head are shifted by one (or by the number of extra tokens B has), so the two
+  last tokens share a position. For models with learned absolute position embeddings this isolates the
+  count from the last token's own position vector (which otherwise differs between n and n+1 forever).
+
+Precision: the model is run *in* bfloat16 / float16 (`model.to(dtype)`) and the pair is "identical" when the
+last hidden states are bit-equal (distance exactly 0). The float32 distance is also compared with the bf16
+spacing (ulp) at the representation's scale.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger("synth2.oversquash")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FAMILIES = ("ones", "digits_run", "copy_last")
+ALIGNS = ("absolute", "end")
+
+
+# ---------------------------------------------------------------- sequences
+
+def with_sep(tokens: list[int], k: int | None, sep: int) -> list[int]:
+    """Insert SEP after every K tokens (not after the last): 1111111 -> 111,111,1."""
+    if not k:
+        return list(tokens)
+    out = []
+    for i, t in enumerate(tokens):
+        out.append(t)
+        if (i + 1) % k == 0 and i < len(tokens) - 1:
+            out.append(sep)
+    return out
+
+
+class Sequences:
+    """Token-level sequence families for one tokenizer."""
+
+    def __init__(self, tok, bos: bool = True, seed: int = 0):
+        self.tok = tok
+        self.digit = {str(d): self.tid(str(d)) for d in range(10)}
+        self.one, self.zero, self.sep = self.digit["1"], self.digit["0"], self.tid(",")
+        self.head = [tok.bos_token_id] if bos and tok.bos_token_id is not None else []
+        rng = random.Random(seed)
+        self.random_digits = [rng.choice("0124567890") for _ in range(10)]  # the run after them is of "3"
+
+    def tid(self, text: str) -> int:
+        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"tokenizer gives no token for {text!r}")
+        return ids[-1]
+
+    def text(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def parts(self, family: str, n: int) -> tuple[list[int], list[int], list[int]]:
+        """(head, body, tail): separators go into the body only."""
+        if family == "ones":
+            return self.head, [self.one] * n, []
+        if family == "digits_run":
+            return self.head, [self.digit[c] for c in self.random_digits] + [self.digit["3"]] * n, []
+        if family == "copy_last":
+            return self.head + self.text("L:"), [self.one] * n + [self.zero], self.text("=")
+        raise ValueError(f"unknown family {family!r}")
+
+    def build(self, family: str, n: int, k: int | None) -> tuple[list[int], int]:
+        head, body, tail = self.parts(family, n)
+        return head + with_sep(body, k, self.sep) + tail, len(head)
+
+    def max_n(self, family: str, k: int | None, max_len: int) -> int:
+        n = 1
+        while len(self.build(family, n + 2, k)[0]) <= max_len:  # B of the pair (n+1) must fit
+            n += 1
+        return n
+
+
+def grid(max_n: int, points: int) -> list[int]:
+    """Every n up to 8, then about POINTS geometric steps up to MAX_N."""
+    g = set(range(1, min(8, max_n) + 1)) | {max_n}
+    g |= {int(v) for v in np.geomspace(8, max(max_n, 8), max(points - 8, 2)).round()}
+    return sorted(v for v in g if 1 <= v <= max_n)
+
+
+# ---------------------------------------------------------------- model helpers
+
+def max_positions(model) -> int:
+    cfg = model.config
+    for k in ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length"):
+        v = getattr(cfg, k, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 2048
+
+
+def load(model_id: str, device: str = "cpu"):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_id)
+    model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32).to(device).eval()
+    return model, tok
+
+
+@torch.no_grad()
+def last_states(model, ids: list[int], pos: list[int] | None = None) -> torch.Tensor:
+    """(layers+1, d) float32: the last token's hidden state after the embeddings and every layer."""
+    dev = next(model.parameters()).device
+    kw = {"position_ids": torch.tensor([pos], device=dev)} if pos is not None else {}
+    # An explicit mask: without one, transformers reads position ids with gaps (the "end" alignment) as
+    # several packed sequences and masks attention across the gap.
+    mask = torch.ones(1, len(ids), dtype=torch.long, device=dev)
+    out = model(input_ids=torch.tensor([ids], device=dev), attention_mask=mask, output_hidden_states=True,
+                use_cache=False, **kw)
+    return torch.stack([h[0, -1] for h in out.hidden_states]).float().cpu()
+
+
+def end_positions(len_a: int, len_b: int, head: int) -> list[int]:
+    delta = len_b - len_a
+    return list(range(head)) + list(range(head + delta, len_b))
+
+
+def bf16_ulp(x: float) -> float:
+    """Spacing of bfloat16 numbers at magnitude X (8 significant bits)."""
+    return 2.0 ** (math.floor(math.log2(max(x, 1e-30))) - 7)
+
+
+def _spearman(x, y) -> float | None:
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    if np.std(rx) == 0 or np.std(ry) == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _first(ns, flags):
+    return next((n for n, f in zip(ns, flags) if f), None)
+
+
+def _stable(ns, flags):
+    return next((n for i, n in enumerate(ns) if all(flags[i:])), None)
+
+
+# ---------------------------------------------------------------- collapse curves
+
+def collapse_curve(models: dict, seqs: Sequences, family: str, k: int | None, ns: list[int]) -> dict:
+    """Distances for the pairs (n, n+1) of FAMILY (separator every K, or none) at every n in NS,
+    for every alignment and every dtype in MODELS ({dtype name: model})."""
+    res = {"n": ns, "sep_every": k, "length_tokens": [], "align": {a: {} for a in ALIGNS}}
+    for n in ns:
+        res["length_tokens"].append(len(seqs.build(family, n, k)[0]))
+    for dname, m in models.items():
+        cache_b = {}
+        for align in ALIGNS:
+            l2, linf, l2_layers, ident, ident_layers, scale = [], [], [], [], [], []
+            for n in ns:
+                a, head = seqs.build(family, n, k)
+                b, _ = seqs.build(family, n + 1, k)
+                if n not in cache_b:
+                    cache_b[n] = last_states(m, b)
+                hb = cache_b[n]
+                ha = last_states(m, a, end_positions(len(a), len(b), head) if align == "end" else None)
+                diff = ha - hb
+                per_layer = diff.norm(dim=-1)
+                l2.append(float(per_layer[-1]))
+                linf.append(float(diff[-1].abs().max()))
+                l2_layers.append([float(v) for v in per_layer])
+                ident.append(bool(torch.equal(ha[-1], hb[-1])))
+                ident_layers.append([bool(torch.equal(ha[i], hb[i])) for i in range(len(ha))])
+                scale.append(float(hb[-1].abs().max()))
+            layers = len(l2_layers[0])
+            res["align"][align][dname] = {
+                "l2": l2, "linf": linf, "l2_layers": l2_layers, "identical": ident, "scale_linf": scale,
+                "identical_n": _first(ns, ident), "identical_from_n": _stable(ns, ident),
+                "identical_n_per_layer": [_first(ns, [f[i] for f in ident_layers]) for i in range(layers)],
+                "spearman_l2": _spearman(ns, l2),
+                "ratio_last_first": (l2[-1] / l2[0]) if l2[0] > 0 else None,
+            }
+        if dname == "float32":
+            for align in ALIGNS:
+                r = res["align"][align]["float32"]
+                ratio = [li / bf16_ulp(s) for li, s in zip(r["linf"], r["scale_linf"])]
+                r["linf_over_bf16_ulp"] = ratio
+                r["below_half_bf16_ulp_n"] = _first(ns, [v < 0.5 for v in ratio])
+    return res
+
+
+# ---------------------------------------------------------------- over-squashing
+
+def sensitivity(model, ids: list[int], projections: int = 16, seed: int = 0) -> list[float]:
+    """||d h_last / d x_i||_F for every input position i (x_i: the input embedding), with h_last the
+    final-layer last-token state. Estimated with PROJECTIONS Gaussian probes u, as E||u^T J_i||^2 = ||J_i||_F^2
+    (one backward pass per probe instead of one per hidden dimension)."""
+    dev = next(model.parameters()).device
+    emb = model.get_input_embeddings()(torch.tensor([ids], device=dev)).detach().float().requires_grad_(True)
+    out = model(inputs_embeds=emb, output_hidden_states=True, use_cache=False)
+    h = out.hidden_states[-1][0, -1].float()
+    g = torch.Generator().manual_seed(seed)
+    acc = torch.zeros(len(ids), device=dev)
+    for p in range(projections):
+        u = torch.randn(h.shape[-1], generator=g).to(dev)
+        (grad,) = torch.autograd.grad(h @ u, emb, retain_graph=p < projections - 1)
+        acc += grad[0].pow(2).sum(-1)
+    return [float(v) for v in (acc / projections).sqrt().cpu()]
+
+
+def _sens_summary(curve: list[float]) -> dict:
+    body = curve[:-1]
+    q = max(len(body) // 4, 1)
+    first, last = float(np.mean(body[:q])), float(np.mean(body[-q:]))
+    return {"first_quarter_mean": first, "last_quarter_mean": last,
+            "first_over_last": first / last if last > 0 else None, "self": curve[-1]}
+
+
+# ---------------------------------------------------------------- behaviour
+
+@torch.no_grad()
+def greedy(model, ids: list[int], steps: int) -> list[int]:
+    dev = next(model.parameters()).device
+    x = torch.tensor([ids], device=dev)
+    for _ in range(steps):
+        nxt = model(input_ids=x, use_cache=False).logits[0, -1].argmax()
+        x = torch.cat([x, nxt.view(1, 1)], dim=1)
+    return x[0, len(ids):].tolist()
+
+
+def behaviour(model, seqs: Sequences, lengths: list[int], k: int | None, trials: int = 5, seed: int = 0,
+              min_acc: float = 0.5) -> dict:
+    """Counting (`C:1…1=` -> n) and copying the last digit (`L:d…d=` -> last digit) against length.
+
+    A task is "n/a" when the model's accuracy on the shortest lengths (n <= 5) is under MIN_ACC:
+    it does not follow the prompt at all, so accuracy against length says nothing."""
+    rng = random.Random(seed)
+    count_acc, copy_acc = [], []
+    for n in lengths:
+        prompt = seqs.head + seqs.text("C:") + with_sep([seqs.one] * n, k, seqs.sep) + seqs.text("=")
+        got = seqs.tok.decode(greedy(model, prompt, len(str(n)) + 1))
+        count_acc.append(float(re.match(r"\d*", got).group() == str(n)))
+        hits = 0
+        for _ in range(trials):
+            digits = [rng.choice("0123456789") for _ in range(n)]
+            prompt = seqs.head + seqs.text("L:") + with_sep([seqs.digit[c] for c in digits], k, seqs.sep) + seqs.text("=")
+            got = seqs.tok.decode(greedy(model, prompt, 1)).strip()
+            hits += got[:1] == digits[-1]
+        copy_acc.append(hits / trials)
+    out = {"lengths": lengths, "sep_every": k}
+    for name, acc in (("counting", count_acc), ("copying", copy_acc)):
+        short = [a for n, a in zip(lengths, acc) if n <= 5]
+        ok = bool(short) and float(np.mean(short)) >= min_acc
+        out[name] = {"accuracy": acc if ok else "n/a", "raw_accuracy": acc, "follows_prompt": ok,
+                     "short_accuracy": float(np.mean(short)) if short else None}
+    return out
+
+
+# ---------------------------------------------------------------- driver
+
+def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every: int = 3, max_len: int | None = None,
+                 points: int = 40, dtypes: tuple[str, ...] = ("float32", "bfloat16", "float16"),
+                 families: tuple[str, ...] = FAMILIES, do_behaviour: bool = True, do_synthetic: bool = True,
+                 synthetic_ns: list[int] | None = None, projections: int = 16, device: str = "cpu", bos: bool = True,
+                 seed: int = 0, plots: bool = True, name: str | None = None) -> dict:
+    """The whole analysis of MODEL_ID; writes `collapse.json` and PNG plots into OUT_DIR when given."""
+    model, tok = load(model_id, device)
+    seqs = Sequences(tok, bos=bos, seed=seed)
+    limit = min(max_positions(model), max_len or 10**9)
+    models = {}
+    for d in dtypes:
+        models[d] = model if d == "float32" else copy.deepcopy(model).to(DTYPES[d]).eval()
+    res = {"model": str(model_id), "name": name or Path(str(model_id)).name, "max_positions": max_positions(model),
+           "max_len_used": limit, "sep_every": sep_every, "dtypes": list(dtypes), "bos": bool(seqs.head),
+           "token_ids": {"1": seqs.one, "0": seqs.zero, ",": seqs.sep}, "families": {}}
+    res["tokenization_check"] = {s: seqs.text(s) for s in ("1", "111", "1 1 1", "1,1,1")}
+    for fam in families:
+        n_plain, n_sep = seqs.max_n(fam, None, limit), seqs.max_n(fam, sep_every, limit)
+        ns = grid(n_plain, points)
+        ns_sep = sorted({n for n in ns if n <= n_sep} | {n_sep})
+        log.info("collapse curve %s: n up to %d (separators: %d)", fam, n_plain, n_sep)
+        plain = collapse_curve(models, seqs, fam, None, ns)
+        sep = collapse_curve(models, seqs, fam, sep_every, ns_sep)
+        res["families"][fam] = {"plain": plain, "sep": sep, "sep_ratio": _sep_ratio(plain, sep)}
+    log.info("sensitivity")
+    sens = {}
+    for label, k in (("plain", None), ("sep", sep_every)):
+        ids, _ = seqs.build("ones", seqs.max_n("ones", k, limit), k)
+        curve = sensitivity(model, ids, projections=projections, seed=seed)
+        sens[label] = {"length": len(ids), "curve": curve, **_sens_summary(curve)}
+    res["sensitivity"] = sens
+    if do_behaviour:
+        log.info("behaviour")
+        lengths = [n for n in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256, 384, 512)
+                   if n + len(seqs.head) + 8 + n // max(sep_every, 1) <= limit]
+        res["behaviour"] = {"plain": behaviour(model, seqs, lengths, None, seed=seed),
+                            "sep": behaviour(model, seqs, lengths, sep_every, seed=seed)}
+    if do_synthetic:
+        from consumers.oversquash.synthetic import synthetic_check
+
+        log.info("synthetic check")
+        res["synthetic"] = synthetic_check(synthetic_ns)
+        res["synthetic_input_pe"] = synthetic_check(synthetic_ns, mode="input")
+    res["summary"] = summarize(res)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "collapse.json").write_text(json.dumps(_clean(res), indent=1))
+        res["files"] = [str(out / "collapse.json")]
+        if plots:
+            from consumers.oversquash.plots import write_plots
+
+            res["files"] += write_plots(res, out)
+        (out / "collapse.json").write_text(json.dumps(_clean(res), indent=1))
+    return res
+
+
+def _sep_ratio(plain: dict, sep: dict) -> dict:
+    """f32 L2 distance with separators / without, at every n both curves have, per alignment."""
+    out = {}
+    common = [n for n in plain["n"] if n in sep["n"]]
+    for align in ALIGNS:
+        p, s = plain["align"][align].get("float32"), sep["align"][align].get("float32")
+        if not p or not s:
+            continue
+        pi, si = dict(zip(plain["n"], p["l2"])), dict(zip(sep["n"], s["l2"]))
+        out[align] = {"n": common, "ratio": [si[n] / pi[n] if pi[n] > 0 else None for n in common]}
+    return out
+
+
+def summarize(res: dict) -> dict:
+    """Headline figures: per family and alignment, the collapse n per precision (plain and with separators),
+    the trend of the f32 distance, and the separator ratio at the bf16 collapse n."""
+    s = {"families": {}}
+    for fam, r in res["families"].items():
+        fs = {}
+        for align in ALIGNS:
+            pa, sa = r["plain"]["align"][align], r["sep"]["align"][align]
+            f32 = pa.get("float32", {})
+            a = {
+                "f32_l2_first": f32.get("l2", [None])[0], "f32_l2_last": f32.get("l2", [None])[-1],
+                "n_first": r["plain"]["n"][0], "n_last": r["plain"]["n"][-1],
+                "f32_spearman": f32.get("spearman_l2"), "f32_identical_n": f32.get("identical_n"),
+                "f32_below_half_bf16_ulp_n": f32.get("below_half_bf16_ulp_n"),
+                "decreasing": bool(f32 and (f32["l2"][-1] < f32["l2"][0] / 10 or (f32["spearman_l2"] or 0) < -0.8)),
+            }
+            for d in res["dtypes"]:
+                if d == "float32":
+                    continue
+                a[f"{d}_identical_n"] = pa[d]["identical_n"]
+                a[f"{d}_identical_from_n"] = pa[d]["identical_from_n"]
+                a[f"{d}_identical_n_sep"] = sa[d]["identical_n"]
+            at = a.get("bfloat16_identical_n")
+            ratios = dict(zip(r["sep_ratio"].get(align, {}).get("n", []), r["sep_ratio"].get(align, {}).get("ratio", [])))
+            if at is not None and at in ratios:
+                a["sep_ratio_at"] = {"n": at, "why": "bf16 collapse n", "f32_l2_ratio": ratios[at]}
+            elif ratios:
+                n_max = max(ratios)
+                a["sep_ratio_at"] = {"n": n_max, "why": "largest n both curves reach (no bf16 collapse there)",
+                                     "f32_l2_ratio": ratios[n_max]}
+            if "sep_ratio_at" in a and "bfloat16" in sa:
+                n = a["sep_ratio_at"]["n"]
+                ns_sep = r["sep"]["n"]
+                if n in ns_sep:
+                    a["sep_ratio_at"]["bf16_sep_identical"] = sa["bfloat16"]["identical"][ns_sep.index(n)]
+                    a["sep_ratio_at"]["bf16_sep_l2"] = sa["bfloat16"]["l2"][ns_sep.index(n)]
+            fs[align] = a
+        s["families"][fam] = fs
+    if "sensitivity" in res:
+        s["sensitivity"] = {k: {kk: v[kk] for kk in ("length", "first_over_last", "self")} for k, v in res["sensitivity"].items()}
+    if "behaviour" in res:
+        s["behaviour"] = {k: {t: ("n/a" if not v[t]["follows_prompt"] else dict(zip(v["lengths"], v[t]["accuracy"])))
+                              for t in ("counting", "copying")} for k, v in res["behaviour"].items()}
+    for key in ("synthetic", "synthetic_input_pe"):
+        if key in res:
+            s[key] = {e: {"collapsed": v["collapsed"], "ratio_last_first": v["ratio_last_first"],
+                          "bf16_identical_n": v["bf16_identical_n"]} for e, v in res[key]["encodings"].items()}
+    return s
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
