@@ -55,7 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.metrics import distinct_n, vendi_score  # noqa: E402
+from pipeline.prompts import build_requests  # noqa: E402
 from pipeline.run import run_spec  # noqa: E402
+from pipeline.selection import match_concepts  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
 from pipeline.storage import Store  # noqa: E402
 
@@ -193,6 +195,31 @@ def matched_metrics(job_dir: Path, m: int, draws: int, seed: int) -> dict:
     return out
 
 
+def prompt_faithfulness(spec, job_dir: Path) -> dict:
+    """How the valid captions relate to the concept their prompt asked for: they name it, name only
+    other bank concepts (e.g. copied from a few-shot example: `pipeline.selection` then counts those),
+    or name no bank concept at all (then the prompt's concept is counted)."""
+    store = Store(job_dir)
+    chunks = [store.load_npz(p) for p in sorted(store.glob("stages/captions-*.npz"))]
+    cap = {k: np.concatenate([c[k] for c in chunks]) for k in ("index", "caption", "drop")}
+    requests = build_requests(spec)
+    bank = list(spec.concepts.items)
+    names, other, none, n = 0, 0, 0, 0
+    for i, text, drop in zip(cap["index"], cap["caption"], cap["drop"], strict=False):
+        if drop:
+            continue
+        n += 1
+        m = match_concepts(str(text), bank)
+        if requests[int(i)].concepts[0] in m:
+            names += 1
+        elif m:
+            other += 1
+        else:
+            none += 1
+    return {"names_prompted": names / n if n else None, "names_other_only": other / n if n else None,
+            "names_none": none / n if n else None}
+
+
 def run_arm(arm: Arm, base: dict, seed: int, job_dir: Path, args) -> dict:
     d = copy.deepcopy(base)
     arm.edit(d)
@@ -215,6 +242,7 @@ def run_arm(arm: Arm, base: dict, seed: int, job_dir: Path, args) -> dict:
         "counts": {k: stats[k] for k in COUNTS},
         "dropped": stats.get("dropped", {}), "duplicates_removed": stats.get("duplicates_removed", {}),
         "metrics": {s: {k: stats["metrics"][s].get(k) for k in METRICS} for s in ("generated", "selected")},
+        "prompt_faithfulness": prompt_faithfulness(spec, job_dir),
         "vlm_score": score_vlm(job_dir, args),
         "example_captions": examples,
     }
@@ -240,7 +268,8 @@ def summarise(runs: list[dict], path: str) -> dict | None:
 
 SUMMARY_PATHS = ([f"counts.{k}" for k in COUNTS] + ["wall_s"]
                  + [f"metrics.{s}.{k}" for s in ("generated", "selected") for k in METRICS]
-                 + [f"size_matched.{s}.{k}" for s in ("generated", "selected") for k in ("vendi", "distinct_2")])
+                 + [f"size_matched.{s}.{k}" for s in ("generated", "selected") for k in ("vendi", "distinct_2")]
+                 + [f"prompt_faithfulness.{k}" for k in ("names_prompted", "names_other_only", "names_none")])
 
 
 def mean_of(res: dict, arm: str, path: str) -> float | None:
@@ -301,6 +330,7 @@ TABLE_COLS = [
     ("valid", "counts.valid", 0), ("dedup", "counts.after_dedup", 0), ("kept", "counts.after_balance", 0),
     ("gen Vendi", "metrics.generated.vendi", 2), ("gen d-2", "metrics.generated.distinct_2", 4),
     ("gen exact dup", "metrics.generated.exact_duplicate_rate", 3),
+    ("off-prompt", "prompt_faithfulness.names_other_only", 3),
     ("sel Vendi@m", "size_matched.selected.vendi", 2), ("sel d-2@m", "size_matched.selected.distinct_2", 3),
     ("gen H(c)", "metrics.generated.concept_entropy", 3), ("sel H(c)", "metrics.selected.concept_entropy", 3),
     ("gen Gini", "metrics.generated.concept_gini", 3), ("sel Gini", "metrics.selected.concept_gini", 3),
@@ -320,7 +350,8 @@ def table(res: dict) -> str:
         lines.append("| " + " | ".join(row) + " |")
     m = res["settings"]["matched_n"]
     lines.append(f"\ngen = every valid caption, sel = after dedup + balancing (what is sharded); @m = on random "
-                 f"subsets of {m} captions; H(c) = normalised concept entropy; d-2 = distinct-2; "
+                 f"subsets of {m} captions; H(c) = normalised concept entropy; d-2 = distinct-2; off-prompt = share of "
+                 f"valid captions naming only bank concepts other than the prompted one; "
                  f"mean±half-range over seeds {res['settings']['seeds']}; vlm_score: null (not available yet).")
     return "\n".join(lines)
 
