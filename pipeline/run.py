@@ -70,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     except (JobConflict, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(stats, indent=1))
+    summary = {k: v for k, v in stats.items() if k != "metrics"}  # the metrics are in stats.json and the report
+    print(json.dumps(summary, indent=1))
+    sel = stats.get("metrics", {}).get("selected", {})
+    if sel:
+        print("selected captions: " + ", ".join(f"{k} {sel[k]:.4g}" for k in ("vendi", "distinct_2", "concept_entropy",
+                                                                             "concept_gini", "prior_alignment_mean")
+                                                if isinstance(sel.get(k), (int, float))))
+    print(f"report: {spec.output.dir.rstrip('/')}/report.html")
     return 0
 
 
