@@ -272,8 +272,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _manifest(job: dict) -> dict | None:
-    store = Store(job["output_dir"])
-    return store.read_json("manifest.json") if store.exists("manifest.json") else None
+    return _read_json(job, "manifest.json")
 
 
 def _read_json(job: dict, name: str) -> Any:

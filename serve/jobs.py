@@ -98,8 +98,9 @@ class JobManager:
                 self.store.transition(job["id"], "RUNNING", status=status, error=outcome.error, message=message)
                 log.info("job %s %s%s", job["id"], status, f": {outcome.error}" if outcome.error else "")
             free = self.settings.max_running - self.store.count(statuses=("RUNNING",))
-            for job in self.store.list(status="PENDING", limit=max(free, 0), oldest_first=True) if free > 0 else []:
-                self._start(job)
+            if free > 0:
+                for job in self.store.list(status="PENDING", limit=free, oldest_first=True):
+                    self._start(job)
 
     def _start(self, job: dict) -> None:
         if not self.store.transition(job["id"], "PENDING", status="RUNNING", started_at=time.time(),

@@ -19,6 +19,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
 def _y(v):
     return [max(x, FLOOR) if x is not None else np.nan for x in v]
 
@@ -53,10 +60,7 @@ def plot_collapse(res: dict, path: Path) -> str:
             if i == 0 and j == 0:
                 ax.legend(fontsize=6)
     fig.suptitle(f"Representational collapse: {res['name']} (zeros drawn at {FLOOR:g})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_layers(res: dict, path: Path, family: str = "ones") -> str:
@@ -75,10 +79,7 @@ def plot_layers(res: dict, path: Path, family: str = "ones") -> str:
         ax.set_ylabel("L2 distance")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_sensitivity(res: dict, path: Path) -> str:
@@ -92,10 +93,7 @@ def plot_sensitivity(res: dict, path: Path) -> str:
     ax.set_title(f"Over-squashing: last-token sensitivity to each input, {res['name']}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_synthetic(res: dict, path: Path) -> str:
@@ -114,10 +112,7 @@ def plot_synthetic(res: dict, path: Path) -> str:
                      fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_behaviour(res: dict, path: Path) -> str:
@@ -135,10 +130,7 @@ def plot_behaviour(res: dict, path: Path) -> str:
         ax.set_title(f"{task}: {res['name']}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def write_plots(res: dict, out_dir: str | Path) -> list[str]:
