@@ -1,0 +1,254 @@
+"""The Synth² experiment on the embedded world: does (LLM caption, prior-synthesized embedding) data help a VLM?
+
+At equal training steps and several seeds, train the VLM on
+  (a) human-annotated pairs only (the world's long-tailed train split, some compositions absent),
+  (b) human-annotated + synthetic (a synth2 job over all 48 compositions), mixed by weight,
+  (c) synthetic only,
+and evaluate every model on the balanced test split through the encoder (real images → CLIP image tower →
+VLM): CIDEr, BLEU-4, per-attribute accuracy, and composition accuracy on held-out compositions. Then a
+data-efficiency curve (synthetic-only with N synthetic pairs) and the levers: the synthetic share of the
+mix, and noise injection on the embeddings (CapDec) against the gap between prior samples and real ones.
+
+Every finished run is saved to the results JSON at once, so an interrupted experiment resumes where it
+stopped. Quality figures only (no timing), so it may share the machine.
+
+    .venv/bin/python bench/synth2_experiment.py                 # ~45-60 min on 2 cores
+    .venv/bin/python bench/synth2_experiment.py --steps 60 --seeds 0 --curve --levers   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def synthetic_job(world: Path, out: Path) -> Path:
+    """The demo job (configs/demo.yaml) on this world, written to `out` (resumed / skipped when done)."""
+    from pipeline.run import run_spec
+    from pipeline.spec import parse_spec
+
+    d = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    d["captions"]["model"] = str(world / "lm")
+    d["synthesis"].update(prior=str(world / "prior"), encoder={"name": f"local-dir:{world / 'clip'}"})
+    d["output"].update(dir=str(out), name="synthetic")
+    spec = parse_spec(d)
+    if not (out / "manifest.json").exists() or not json.loads((out / "manifest.json").read_text()).get("complete"):
+        run_spec(spec, local=True)
+    return out
+
+
+def subset(src: Path, n: int, out: Path, seed: int = 0) -> Path:
+    """A random `n`-sample subset of a shard directory, as its own shard directory."""
+    from pipeline.shards import Manifest, ShardWriter, iter_tar, make_sample, shard_paths
+
+    if (out / "manifest.json").exists() and (m := Manifest.load(out)) and m.complete and m.samples == n:
+        return out
+    samples = [s for p in shard_paths(src) for s in iter_tar(p)]
+    keep = sorted(np.random.default_rng(seed).choice(len(samples), n, replace=False))
+    w = ShardWriter(out, out.name, 1000)
+    for i in keep:
+        s = samples[i]
+        w.write(make_sample(s["__key__"], s["txt"], s["emb.npy"], s["json"]))
+    w.close()
+    return out
+
+
+def run_one(name: str, sources: list[str], args, work: Path, results: dict, results_path: Path, seed: int,
+            **overrides) -> dict:
+    from vlm.evaluate import evaluate
+    from vlm.train import TrainConfig, train
+
+    if name in results["runs"]:
+        return results["runs"][name]
+    out = work / name
+    cfg = TrainConfig(sources=sources, decoder=str(args.world / "lm"), out=str(out), steps=args.steps,
+                      batch_size=args.batch_size, lr=args.lr, seed=seed, threads=args.threads, progress=False,
+                      ckpt_every=max(args.steps // 2, 1), log_every=25, shuffle_buffer=2000, **overrides)
+    t = time.time()
+    tr = train(cfg)
+    t_train = time.time() - t
+    t = time.time()
+    ev = evaluate(out / "model", str(args.world / "data" / "test"), beams=(1,), batch_size=240)
+    g = ev["decoding"]["greedy"]
+    w = g["world"]
+    row = {"sources": sources, "seed": seed, **overrides, "final_loss": tr["final_loss"], "cider": g["cider"],
+           "bleu4": g["bleu4"], "parse_rate": w["parse_rate"],
+           "attributes": {k: v["accuracy"] for k, v in w["attributes"].items()},
+           "held_out_composition": w["held_out_composition"]["accuracy"],
+           "seen_composition": w["seen_composition"]["accuracy"], "examples": g["examples"][:4],
+           "train_seconds": round(t_train, 1), "eval_seconds": round(time.time() - t, 1)}
+    results["runs"][name] = row
+    results_path.write_text(json.dumps(results, indent=1))
+    print(f"{name:28s} CIDEr {row['cider']:.3f}  BLEU-4 {row['bleu4']:.3f}  held-out comp {row['held_out_composition']:.3f}"
+          f"  ({t_train:.0f}+{row['eval_seconds']:.0f} s)", flush=True)
+    return row
+
+
+def mean_std(rows: list[dict], key) -> tuple[float, float]:
+    vals = np.array([key(r) for r in rows], dtype=float)
+    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+
+
+def summarise(results: dict, seeds: list[int]) -> dict:
+    runs = results["runs"]
+    table = {}
+    for cond in ("a_human", "b_human+synthetic", "c_synthetic"):
+        rows = [runs[f"{cond}-s{s}"] for s in seeds if f"{cond}-s{s}" in runs]
+        if not rows:
+            continue
+        table[cond] = {"n_seeds": len(rows)}
+        for label, key in (("cider", lambda r: r["cider"]), ("bleu4", lambda r: r["bleu4"]),
+                           ("held_out_composition", lambda r: r["held_out_composition"]),
+                           ("seen_composition", lambda r: r["seen_composition"]),
+                           *((f"acc_{a}", (lambda a: lambda r: r["attributes"][a])(a))
+                             for a in ("colour", "shape", "size", "count", "relation", "position"))):
+            table[cond][label] = mean_std(rows, key)
+    goals = {}
+    if "a_human" in table and "b_human+synthetic" in table:
+        a, b = table["a_human"], table["b_human+synthetic"]
+        goals["b_vs_a_cider_relative_gain"] = b["cider"][0] / a["cider"][0] - 1
+        goals["b_vs_a_cider_goal_met (>= +17%)"] = goals["b_vs_a_cider_relative_gain"] >= 0.17
+        goals["b_over_a_held_out_ratio"] = b["held_out_composition"][0] / max(a["held_out_composition"][0], 1e-9)
+        goals["b_over_a_held_out_goal_met (>= 2x)"] = goals["b_over_a_held_out_ratio"] >= 2
+    if "a_human" in table and "c_synthetic" in table:
+        goals["c_over_a_cider"] = table["c_synthetic"]["cider"][0] / table["a_human"]["cider"][0]
+        goals["c_over_a_cider_goal_met (>= 0.9)"] = goals["c_over_a_cider"] >= 0.9
+    return {"table": table, "goals": goals}
+
+
+def markdown(summary: dict, results: dict) -> str:
+    t = summary["table"]
+    names = {"a_human": "(a) human-annotated only", "b_human+synthetic": "(b) human + synthetic",
+             "c_synthetic": "(c) synthetic only"}
+    lines = ["| training data | CIDEr | BLEU-4 | colour | shape | count | relation | seen comp. | held-out comp. |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for cond, row in t.items():
+        def f(k):
+            m, s = row[k]
+            return f"{m:.3f} ± {s:.3f}"
+        lines.append(f"| {names[cond]} | {f('cider')} | {f('bleu4')} | {f('acc_colour')} | {f('acc_shape')} | "
+                     f"{f('acc_count')} | {f('acc_relation')} | {f('seen_composition')} | {f('held_out_composition')} |")
+    extra = [(k, v) for k, v in results["runs"].items() if k.startswith(("curve", "lever"))]
+    if extra:
+        lines += ["", "| run | CIDEr | BLEU-4 | held-out comp. | seen comp. |", "|---|---|---|---|---|"]
+        for k, v in extra:
+            lines.append(f"| {k} | {v['cider']:.3f} | {v['bleu4']:.3f} | {v['held_out_composition']:.3f} | "
+                         f"{v['seen_composition']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, results: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = summary["table"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    conds = list(t)
+    labels = [c.split("_", 1)[1].replace("+", "+\n") for c in conds]
+    for ax, key, title in ((axes[0], "cider", "CIDEr (balanced test)"),
+                           (axes[1], "held_out_composition", "held-out composition accuracy")):
+        ax.bar(labels, [t[c][key][0] for c in conds], yerr=[t[c][key][1] for c in conds], capsize=4,
+               color=["#888", "#3a7", "#37a"][:len(conds)])
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    curve = sorted((v["n_synthetic"], v["cider"]) for k, v in results["runs"].items() if k.startswith("curve"))
+    ax = axes[2]
+    if curve:
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", label="synthetic only")
+        if "a_human" in t:
+            m, s = t["a_human"]["cider"]
+            ax.axhline(m, color="#888", ls="--", label=f"human only ({results['human_pairs']} pairs)")
+            ax.axhspan(m - s, m + s, color="#888", alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("synthetic pairs")
+        ax.set_ylabel("CIDEr")
+        ax.legend()
+        ax.set_title("data efficiency")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", type=Path, default=ROOT / "world")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "synth2_experiment")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "synth2_experiment")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--share", type=float, default=0.3, help="synthetic share of the (b) mix")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--curve", action="store_true", help="also the data-efficiency curve")
+    ap.add_argument("--levers", action="store_true", help="also the synthetic share and noise injection")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    world_json = json.loads((args.world / "world.json").read_text())
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+    if results.get("world_config_hash") not in (None, world_json["config_hash"]) or results.get("steps") not in (None, args.steps):
+        print("results.json was made with another world or step count: starting over", flush=True)
+        results = {"runs": {}}
+    synthetic = synthetic_job(args.world, args.work / "synthetic")
+    from pipeline.shards import Manifest
+
+    n_syn = Manifest.load(synthetic).samples
+    human = args.world / "data" / "train"
+    results.update({"world_config_hash": world_json["config_hash"], "steps": args.steps, "batch_size": args.batch_size,
+                    "seeds": args.seeds, "share": args.share, "human_pairs": Manifest.load(human).samples,
+                    "synthetic_pairs": n_syn, "machine": {"cpus": os.cpu_count(), "threads": args.threads,
+                                                         "platform": platform.platform()}})
+    h, s = str(human), str(synthetic)
+    for seed in args.seeds:
+        run_one(f"a_human-s{seed}", [h], args, args.work, results, results_path, seed)
+        run_one(f"b_human+synthetic-s{seed}", [f"{h}@{1 - args.share}", f"{s}@{args.share}"], args, args.work,
+                results, results_path, seed)
+        run_one(f"c_synthetic-s{seed}", [s], args, args.work, results, results_path, seed)
+    if args.curve:
+        for n in (250, 500, 1000):
+            if n < n_syn:
+                sub = subset(synthetic, n, args.work / f"synthetic-{n}")
+                run_one(f"curve-synthetic-{n}", [str(sub)], args, args.work, results, results_path, args.seeds[0])
+                results["runs"][f"curve-synthetic-{n}"]["n_synthetic"] = n
+        results["runs"][f"curve-synthetic-{n_syn}"] = {**results["runs"][f"c_synthetic-s{args.seeds[0]}"],
+                                                       "n_synthetic": n_syn}
+    if args.levers:
+        seed = args.seeds[0]
+        for share in (0.15, 0.5):
+            run_one(f"lever-share{share}", [f"{h}@{1 - share}", f"{s}@{share}"], args, args.work, results, results_path, seed)
+        for std in (0.05, 0.15):
+            run_one(f"lever-noise{std}-synthetic_only", [s], args, args.work, results, results_path, seed, noise_std=std)
+            run_one(f"lever-noise{std}-mix", [f"{h}@{1 - args.share}", f"{s}@{args.share}"], args, args.work, results,
+                    results_path, seed, noise_std=std)
+    summary = summarise(results, args.seeds)
+    results["summary"] = summary
+    results_path.write_text(json.dumps(results, indent=1))
+    md = markdown(summary, results)
+    (args.out / "table.md").write_text(md + "\n")
+    plot(summary, results, args.out / "synth2_experiment.png")
+    print(md)
+    print(json.dumps(summary["goals"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
