@@ -95,8 +95,8 @@ def run_one(name: str, sources: list[str], args, work: Path, results: dict, resu
     return row
 
 
-def mean_std(rows: list[dict], key) -> tuple[float, float]:
-    vals = np.array([key(r) for r in rows], dtype=float)
+def mean_std(values: list[float]) -> tuple[float, float]:
+    vals = np.array(values, dtype=float)
     return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
 
 
@@ -108,12 +108,10 @@ def summarise(results: dict, seeds: list[int]) -> dict:
         if not rows:
             continue
         table[cond] = {"n_seeds": len(rows)}
-        for label, key in (("cider", lambda r: r["cider"]), ("bleu4", lambda r: r["bleu4"]),
-                           ("held_out_composition", lambda r: r["held_out_composition"]),
-                           ("seen_composition", lambda r: r["seen_composition"]),
-                           *((f"acc_{a}", (lambda a: lambda r: r["attributes"][a])(a))
-                             for a in ("colour", "shape", "size", "count", "relation", "position"))):
-            table[cond][label] = mean_std(rows, key)
+        for label in ("cider", "bleu4", "held_out_composition", "seen_composition"):
+            table[cond][label] = mean_std([r[label] for r in rows])
+        for a in ("colour", "shape", "size", "count", "relation", "position"):
+            table[cond][f"acc_{a}"] = mean_std([r["attributes"][a] for r in rows])
     goals = {}
     if "a_human" in table and "b_human+synthetic" in table:
         a, b = table["a_human"], table["b_human+synthetic"]
@@ -134,7 +132,7 @@ def markdown(summary: dict, results: dict) -> str:
     lines = ["| training data | CIDEr | BLEU-4 | colour | shape | count | relation | seen comp. | held-out comp. |",
              "|---|---|---|---|---|---|---|---|---|"]
     for cond, row in t.items():
-        def f(k):
+        def f(k, row=row):
             m, s = row[k]
             return f"{m:.3f} ± {s:.3f}"
         lines.append(f"| {names[cond]} | {f('cider')} | {f('bleu4')} | {f('acc_colour')} | {f('acc_shape')} | "
@@ -206,7 +204,9 @@ def main() -> None:
     results_path = args.out / "results.json"
     world_json = json.loads((args.world / "world.json").read_text())
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
-    if results.get("world_config_hash") not in (None, world_json["config_hash"]) or results.get("steps") not in (None, args.steps):
+    same = (results.get("world_config_hash") in (None, world_json["config_hash"])
+            and results.get("steps") in (None, args.steps))
+    if not same:
         print("results.json was made with another world or step count: starting over", flush=True)
         results = {"runs": {}}
     synthetic = synthetic_job(args.world, args.work / "synthetic")
