@@ -37,9 +37,10 @@ def vlm() -> None:
               help="> 0: train with Ray Train (TorchTrainer, DDP) on this many workers.")
 @click.option("--gpu", is_flag=True, help="With --ray-workers: one GPU per worker.")
 @click.option("--ray-address", default=None, help="With --ray-workers: the cluster to join (default: a local Ray).")
+@click.option("--force", is_flag=True, help="Start over in --out, discarding its checkpoints.")
 def vlm_train(sources, decoder, out, steps, batch_size, lr, decoder_lr, prefix_length, mapper, freeze_decoder, lora_r,
-              noise_std, noise_on, seed, ckpt_every, workers, threads, ray_workers, gpu, ray_address) -> None:
-    """Finetune the VLM; resumes from the last checkpoint in --out."""
+              noise_std, noise_on, seed, ckpt_every, workers, threads, ray_workers, gpu, ray_address, force) -> None:
+    """Finetune the VLM; resumes from the last checkpoint in --out (a run with the same settings)."""
     from vlm.train import TrainConfig, train, train_ray
 
     try:
@@ -47,7 +48,7 @@ def vlm_train(sources, decoder, out, steps, batch_size, lr, decoder_lr, prefix_l
                           decoder_lr=decoder_lr, prefix_length=prefix_length, mapper=mapper,
                           freeze_decoder=freeze_decoder, lora_r=lora_r, noise_std=noise_std, noise_on=noise_on,
                           seed=seed, ckpt_every=ckpt_every, num_workers=workers, threads=threads)
-        res = train_ray(cfg, ray_workers, gpu, ray_address) if ray_workers else train(cfg)
+        res = train_ray(cfg, ray_workers, gpu, ray_address, force) if ray_workers else train(cfg, force)
     except (ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(res, indent=1))

@@ -75,6 +75,36 @@ class TrainConfig:
             Source.parse(s)
 
 
+_NOT_IDENTITY = {"out", "progress", "stop_at", "threads", "num_workers", "log_every", "ckpt_every", "keep_checkpoints"}
+
+
+def fingerprint(cfg: TrainConfig) -> dict:
+    """What makes two runs the same run: a checkpoint resumes only a run with the same fingerprint."""
+    return {k: v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}
+
+
+def prepare_out(cfg: TrainConfig, force: bool = False) -> Path:
+    """Create the output directory; refuse one holding another run's checkpoints unless `force` (then clear it)."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} exists and is not a directory")
+    record = out / "run.json"
+    if force and out.exists():
+        for name in ("checkpoints", "model", "metrics.jsonl", "train.json", "loss.png", "run.json"):
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    if record.exists():
+        old = json.loads(record.read_text())
+        new = json.loads(json.dumps(fingerprint(cfg)))
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            raise ValueError(f"out: {out} holds a run with other settings ({', '.join(f'{k}={old.get(k)!r}' for k in diff)}); "
+                             "use another --out, or --force to start over there")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(fingerprint(cfg), indent=1))
+    return out
+
+
 def probe_sources(sources: list[Source]) -> tuple[int, str | None]:
     """(embedding dim, encoder name) from the first sample of the first source; all sources must agree on dim."""
     dims, encoder = set(), None
@@ -164,9 +194,9 @@ def _noise(emb: torch.Tensor, synthetic: torch.Tensor, cfg: TrainConfig) -> torc
 def run_training(cfg: TrainConfig, rank: int = 0, world_size: int = 1,
                  wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
                  report: Callable[[dict], None] | None = None) -> dict:
-    """The training loop, shared by the single process and every Ray Train worker (`wrap` = DDP there)."""
+    """The training loop, shared by the single process and every Ray Train worker (`wrap` = DDP there).
+    The caller has checked the output directory (`prepare_out`)."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     sources = [Source.parse(s) for s in cfg.sources]
@@ -288,8 +318,9 @@ def plot_loss(metrics_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, force: bool = False) -> dict:
     """Single process (CPU or the current device)."""
+    prepare_out(cfg, force)
     return run_training(cfg)
 
 
@@ -303,13 +334,15 @@ def _ray_worker(config: dict) -> None:
                  report=lambda m: ray.train.report(m))
 
 
-def train_ray(cfg: TrainConfig, num_workers: int = 2, use_gpu: bool = False, address: str | None = None) -> dict:
+def train_ray(cfg: TrainConfig, num_workers: int = 2, use_gpu: bool = False, address: str | None = None,
+              force: bool = False) -> dict:
     """Ray Train (`TorchTrainer`, DDP): `num_workers` workers, global batch `batch_size` split across them.
     Rank 0 writes checkpoints and the model to `cfg.out` (shared storage on a multi-node cluster)."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    prepare_out(cfg, force)
     if not ray.is_initialized():
         ray.init(address=address, _node_ip_address="127.0.0.1" if address is None else None,
                  include_dashboard=False, log_to_driver=True)

@@ -216,6 +216,11 @@ def test_train_writes_model_metrics_plot(tmp_path, lm, tiny_world):
     assert (out / "loss.png").stat().st_size > 1000
     assert SynthVLM.from_pretrained(out / "model").config.encoder == res["encoder"]
     assert latest_checkpoint(out).name == "step-8"
+    # another run's settings in the same directory: refused, naming the difference; --force starts over
+    with pytest.raises(ValueError, match=r"lr=0.001"):
+        train(_cfg(tmp_path, lm, tiny_world, lr=5e-4))
+    train(_cfg(tmp_path, lm, tiny_world, lr=5e-4, steps=2, ckpt_every=1), force=True)
+    assert [c.name for c in sorted((out / "checkpoints").iterdir())] == ["step-1", "step-2"]
 
 
 def test_resume_equals_uninterrupted(tmp_path, lm, tiny_world):
