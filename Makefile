@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/synth2 world build --out $(WORLD) --size $(WORLD_SIZE)
 	$(BIN)/synth2 run --spec configs/demo.yaml
+	$(BIN)/synth2 vlm train --data $(WORLD)/data/train@0.7 --data runs/demo@0.3 --decoder $(WORLD)/lm \
+		--out runs/demo-vlm --steps 300 --threads 1 --force
+	$(BIN)/synth2 vlm eval --model runs/demo-vlm/model --data $(WORLD)/data/test --beams 1,3
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -151,6 +151,7 @@ def plot(summary: dict, results: dict, png: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     t = summary["table"]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -171,6 +172,9 @@ def plot(summary: dict, results: dict, png: Path) -> None:
             ax.axhline(m, color="#888", ls="--", label=f"human only ({results['human_pairs']} pairs)")
             ax.axhspan(m - s, m + s, color="#888", alpha=0.15)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([c[0] for c in curve])
         ax.set_xlabel("synthetic pairs")
         ax.set_ylabel("CIDEr")
         ax.legend()
@@ -192,6 +196,8 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.3, help="synthetic share of the (b) mix")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--synthetic", type=Path, default=None,
+                    help="an existing synthetic shard directory (default: run the demo job on --world)")
     ap.add_argument("--curve", action="store_true", help="also the data-efficiency curve")
     ap.add_argument("--levers", action="store_true", help="also the synthetic share and noise injection")
     args = ap.parse_args()
@@ -209,7 +215,7 @@ def main() -> None:
     if not same:
         print("results.json was made with another world or step count: starting over", flush=True)
         results = {"runs": {}}
-    synthetic = synthetic_job(args.world, args.work / "synthetic")
+    synthetic = args.synthetic or synthetic_job(args.world, args.work / "synthetic")
     from pipeline.shards import Manifest
 
     n_syn = Manifest.load(synthetic).samples
