@@ -33,14 +33,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def synthetic_job(world: Path, out: Path) -> Path:
-    """The demo job (configs/demo.yaml) on this world, written to `out` (resumed / skipped when done)."""
+def synthetic_job(world: Path, out: Path, pixel: bool = False, per_prompt: int = 1) -> Path:
+    """The demo job (configs/demo.yaml) on this world, written to `out` (resumed / skipped when done);
+    with `pixel`, the same job through the pixel path (synthesis.space: pixel, the world's pixel decoder)."""
     from pipeline.run import run_spec
     from pipeline.spec import parse_spec
 
     d = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     d["captions"]["model"] = str(world / "lm")
     d["synthesis"].update(prior=str(world / "prior"), encoder={"name": f"local-dir:{world / 'clip'}"})
+    if pixel:
+        d["synthesis"].update(space="pixel", decoder=str(world / "pixel"), decoder_steps=25)
+    if per_prompt > 1:  # prompts naming several concepts: the LM writes relations and pairs as well
+        d["concepts"]["per_prompt"] = per_prompt
+        d["captions"]["per_concept"] = 50 * per_prompt
     d["output"].update(dir=str(out), name="synthetic")
     spec = parse_spec(d)
     if not (out / "manifest.json").exists() or not json.loads((out / "manifest.json").read_text()).get("complete"):
@@ -79,7 +85,9 @@ def run_one(name: str, sources: list[str], args, work: Path, results: dict, resu
     tr = train(cfg)
     t_train = time.time() - t
     t = time.time()
-    ev = evaluate(out / "model", str(args.world / "data" / "test"), beams=(1,), batch_size=240)
+    # The test split's emb.npy are the world CLIP's image-tower outputs for its real images (computed when the
+    # world was built): the same numbers as encoding the PNGs again, and pinned to this world's CLIP.
+    ev = evaluate(out / "model", str(args.world / "data" / "test"), beams=(1,), batch_size=240, use_images=False)
     g = ev["decoding"]["greedy"]
     w = g["world"]
     row = {"sources": sources, "seed": seed, **overrides, "final_loss": tr["final_loss"], "cider": g["cider"],
@@ -103,7 +111,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def summarise(results: dict, seeds: list[int]) -> dict:
     runs = results["runs"]
     table = {}
-    for cond in ("a_human", "b_human+synthetic", "c_synthetic"):
+    for cond in ("a_human", "b_human+synthetic", "c_synthetic", "b_pairs_human+synthetic", "c_pairs_synthetic",
+                 "b_pixel_human+synthetic", "c_pixel_synthetic"):
         rows = [runs[f"{cond}-s{s}"] for s in seeds if f"{cond}-s{s}" in runs]
         if not rows:
             continue
@@ -128,7 +137,10 @@ def summarise(results: dict, seeds: list[int]) -> dict:
 def markdown(summary: dict, results: dict) -> str:
     t = summary["table"]
     names = {"a_human": "(a) human-annotated only", "b_human+synthetic": "(b) human + synthetic",
-             "c_synthetic": "(c) synthetic only"}
+             "c_synthetic": "(c) synthetic only", "b_pixel_human+synthetic": "(b) human + synthetic, pixel path",
+             "c_pixel_synthetic": "(c) synthetic only, pixel path",
+             "b_pairs_human+synthetic": "(b) human + synthetic with two-concept prompts",
+             "c_pairs_synthetic": "(c) synthetic only, with two-concept prompts"}
     lines = ["| training data | CIDEr | BLEU-4 | colour | shape | count | relation | seen comp. | held-out comp. |",
              "|---|---|---|---|---|---|---|---|---|"]
     for cond, row in t.items():
@@ -156,11 +168,11 @@ def plot(summary: dict, results: dict, png: Path) -> None:
     t = summary["table"]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     conds = list(t)
-    labels = [c.split("_", 1)[1].replace("+", "+\n") for c in conds]
+    labels = [c.split("_", 1)[1].replace("+", "+\n").replace("_", "\n") for c in conds]
     for ax, key, title in ((axes[0], "cider", "CIDEr (balanced test)"),
                            (axes[1], "held_out_composition", "held-out composition accuracy")):
         ax.bar(labels, [t[c][key][0] for c in conds], yerr=[t[c][key][1] for c in conds], capsize=4,
-               color=["#888", "#3a7", "#37a"][:len(conds)])
+               color=["#888", "#3a7", "#37a", "#2a5", "#259", "#7c5", "#79c"][:len(conds)])
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     curve = sorted((v["n_synthetic"], v["cider"]) for k, v in results["runs"].items() if k.startswith("curve"))
@@ -198,6 +210,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--synthetic", type=Path, default=None,
                     help="an existing synthetic shard directory (default: run the demo job on --world)")
+    ap.add_argument("--pixel", action="store_true",
+                    help="also run the same job through the pixel path (synthesis.space: pixel) and train (b) and (c) "
+                         "on its shards, for the embedding-vs-pixel quality comparison")
+    ap.add_argument("--pairs", action="store_true",
+                    help="also a second synthetic job whose prompts name two concepts (relations), and (b)/(c) with it")
     ap.add_argument("--curve", action="store_true", help="also the data-efficiency curve")
     ap.add_argument("--levers", action="store_true", help="also the synthetic share and noise injection")
     args = ap.parse_args()
@@ -230,6 +247,23 @@ def main() -> None:
         run_one(f"b_human+synthetic-s{seed}", [f"{h}@{1 - args.share}", f"{s}@{args.share}"], args, args.work,
                 results, results_path, seed)
         run_one(f"c_synthetic-s{seed}", [s], args, args.work, results, results_path, seed)
+    if args.pixel:
+        pixel = synthetic_job(args.world, args.work / "synthetic-pixel", pixel=True)
+        px = str(pixel)
+        results["pixel_pairs"] = Manifest.load(pixel).samples
+        for seed in args.seeds:
+            run_one(f"b_pixel_human+synthetic-s{seed}", [f"{h}@{1 - args.share}", f"{px}@{args.share}"], args, args.work,
+                    results, results_path, seed)
+            run_one(f"c_pixel_synthetic-s{seed}", [px], args, args.work, results, results_path, seed)
+    if args.pairs:
+        pairs = str(synthetic_job(args.world, args.work / "synthetic-pairs", per_prompt=2))
+        results["pairs_pairs"] = Manifest.load(pairs).samples
+        half = args.share / 2
+        for seed in args.seeds:
+            run_one(f"b_pairs_human+synthetic-s{seed}", [f"{h}@{1 - args.share}", f"{s}@{half}", f"{pairs}@{half}"],
+                    args, args.work, results, results_path, seed)
+            run_one(f"c_pairs_synthetic-s{seed}", [f"{s}@0.5", f"{pairs}@0.5"], args, args.work, results, results_path,
+                    seed)
     if args.curve:
         for n in (250, 500, 1000):
             if n < n_syn:
