@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         print("selected captions: " + ", ".join(f"{k} {sel[k]:.4g}" for k in ("vendi", "distinct_2", "concept_entropy",
                                                                              "concept_gini", "prior_alignment_mean")
                                                 if isinstance(sel.get(k), (int, float))))
-    print(f"report: {spec.output.dir.rstrip('/')}/report.html")
+    if spec.kind == "consumer":
+        print(f"results: {spec.output.dir.rstrip('/')}/ ({', '.join(stats['files'])})")
+    elif spec.kind == "clrs":
+        print(f"shards: {spec.output.dir.rstrip('/')}/ (manifest.json; read with consumers.clrs.data.ShardDataset)")
+    else:
+        print(f"report: {spec.output.dir.rstrip('/')}/report.html")
     return 0
 
 
@@ -85,7 +90,13 @@ def run_spec(spec, *, force: bool = False, local: bool = False, num_cpus: int | 
     """Run (or resume) a parsed job spec on Ray (or in this process with `local`); returns its stats."""
     from pipeline.runner import LocalExecutor, run_job
 
-    if local:
+    if spec.kind == "consumer":  # consumers/registry.py, in this process (no Ray)
+        from consumers.registry import run_consumer
+        from pipeline.spec import spec_hash
+
+        return run_consumer(spec.consumer.name, spec.consumer.params, spec.output.dir, spec_hash=spec_hash(spec),
+                            force=force)
+    if local or spec.kind == "clrs":  # CLRS samplers are cheap NumPy: no Ray needed
         executor = LocalExecutor()
     else:
         from pipeline.runner import RayExecutor

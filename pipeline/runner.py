@@ -149,6 +149,14 @@ def job_id_for(spec: JobSpec) -> str:
     return f"{spec.name}-{spec_hash(spec)[:12]}"
 
 
+def key_job_id(spec: JobSpec) -> str:
+    """The id sample keys derive from: the job id of the same spec in embedding space, so that a
+    spec's embedding and pixel runs write the same keys for the same captions."""
+    if spec.synthesis is None or spec.synthesis.space == "embedding":
+        return job_id_for(spec)
+    return job_id_for(spec.model_copy(update={"synthesis": spec.synthesis.model_copy(update={"space": "embedding"})}))
+
+
 def prepare_dir(spec: JobSpec, force: bool) -> Store:
     """Create or reopen the job directory; refuse one that holds another job (unless `force`)."""
     out = Store(spec.output.dir)
@@ -226,6 +234,8 @@ def stage_config(spec: JobSpec, section: str) -> dict:
         d["model"] = local_path(d["model"])
     if section == "synthesis":
         d["prior"] = local_path(d["prior"])
+        if d.get("decoder"):
+            d["decoder"] = local_path(d["decoder"])
     if "encoder" in d:
         d["encoder"]["name"] = local_path(d["encoder"]["name"])
     return d
@@ -285,23 +295,34 @@ def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, pro
         progress.update("shard", status="SUCCEEDED")
         return writer.manifest.to_dict()
     pos = {i: k for k, i in enumerate(keep)}
-    job_id = job_id_for(spec)
+    job_id, key_id = job_id_for(spec), key_job_id(spec)
     syn = spec.synthesis
+    pixel = syn.space == "pixel"
     generator = {"captions": {"backend": spec.captions.backend, "model": spec.captions.model},
                  "prior": syn.prior, "encoder": syn.encoder.model_dump(), "scheduler": syn.scheduler,
                  "steps": syn.steps, "guidance_scale": syn.guidance_scale}
+    if pixel:
+        generator |= {"space": "pixel", "decoder": syn.decoder, "decoder_steps": syn.decoder_steps,
+                      "decoder_guidance_scale": syn.decoder_guidance_scale}
     rows = [{"index": i, "caption": str(cap["caption"][i])} for i in keep[start:]]
     alignments = []
-    stages = [(_stage("SynthesizeStage"), {"synthesis": stage_config(spec, "synthesis")}, spec.resources.synthesize)]
+    stage = "PixelSynthesizeStage" if pixel else "SynthesizeStage"
+    stages = [(_stage(stage), {"synthesis": stage_config(spec, "synthesis")}, spec.resources.synthesize)]
     batches = executor.map(rows, stages, syn.batch_size) if rows else []
-    for k, i, emb, a in in_order(batches, pos.__getitem__, start, ("emb", "alignment")):
+    fields = ("emb", "alignment", "png", "prior_cosine") if pixel else ("emb", "alignment")
+    for k, i, emb, a, *extra in in_order(batches, pos.__getitem__, start, fields):
         alignments.append(float(a))
         meta = {"source": "synthetic", "job_id": job_id, "index": i,
                 "prompt_concepts": list(cap["prompt_concepts"][i]),
                 "concepts": json.loads(str(sel["matched"][k])), "seed": derive_seed("prior", syn.seed, i),
                 "generator": generator,
                 "scores": {"prior_alignment": round(float(a), 5), "nearest_kept_cosine": round(float(sel["nearest"][k]), 5)}}
-        writer.write(make_sample(sample_key(job_id, i), str(cap["caption"][i]), emb, meta))
+        if pixel:
+            meta["decoder_seed"] = derive_seed("decoder", syn.seed, i)
+            if np.isfinite(extra[1]):  # cosine of the decoded image's embedding to the prior's
+                meta["scores"]["prior_cosine"] = round(float(extra[1]), 5)
+        png = bytes(extra[0]) if pixel else None
+        writer.write(make_sample(sample_key(key_id, i), str(cap["caption"][i]), emb, meta, png=png))
         progress.update("synthesize", done=k + 1)
         progress.update("shard", done=writer.manifest.samples, shards=len(writer.manifest.shards))
     manifest = writer.close()
@@ -312,6 +333,10 @@ def run_synthesis(spec: JobSpec, out: Store, cap: dict, sel: dict, executor, pro
 
 def run_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
     """Run (or resume) a `synthesize` job; returns its stats."""
+    if spec.kind == "clrs":
+        from pipeline.clrs import run_clrs_job
+
+        return run_clrs_job(spec, force=force, executor=executor)
     if spec.kind != "synthesize":
         from pipeline.embed import run_embed_job
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPEC_VERSION = 1
 
@@ -131,8 +131,13 @@ class EncoderSpec(Strict):
     pretrained: str | None = Field(None, max_length=500, description="open_clip pretrained tag or file.")
 
 
+PIXEL_FIELDS = ("decoder", "decoder_steps", "decoder_guidance_scale")
+
+
 class Synthesis(Strict):
-    space: Literal["embedding"] = "embedding"
+    space: Literal["embedding", "pixel"] = Field(
+        "embedding", description="embedding: the prior's image embedding is the sample; pixel: captions become "
+                                 "images (decoder), the encoder's image tower embeds them, png + emb.npy are written.")
     prior: str = Field(min_length=1, max_length=500, description="Folder or hub id with prior/ and prior_scheduler/.")
     encoder: EncoderSpec
     scheduler: Literal["ddim", "ddpm", "dpm", "unclip"] = "ddim"
@@ -140,6 +145,22 @@ class Synthesis(Strict):
     guidance_scale: float = Field(1.0, ge=1.0, le=50.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     batch_size: int = Field(256, ge=1, le=65_536)
+    decoder: str | None = Field(None, min_length=1, max_length=500,
+                                description="space pixel: folder or hub id of an unCLIP-style decoder (decoder/ and "
+                                            "decoder_scheduler/, fed the prior's embedding) or of any diffusers "
+                                            "text-to-image pipeline (model_index.json, fed the caption).")
+    decoder_steps: int = Field(25, ge=1, le=1000, description="space pixel: the decoder's sampling steps.")
+    decoder_guidance_scale: float = Field(1.0, ge=1.0, le=50.0, description="space pixel: the decoder's guidance.")
+
+    @model_validator(mode="after")
+    def _pixel_fields(self) -> Synthesis:
+        if self.space == "pixel" and not self.decoder:
+            raise ValueError("space 'pixel' needs a decoder (a decoder folder or a diffusers text-to-image pipeline)")
+        stray = [f for f in PIXEL_FIELDS if self.space == "embedding"
+                 and getattr(self, f) != type(self).model_fields[f].default]  # a dumped spec repeats defaults
+        if stray:
+            raise ValueError(f"{', '.join(stray)} only apply to space 'pixel' (space is 'embedding')")
+        return self
 
 
 class EmbedInput(Strict):
@@ -150,6 +171,68 @@ class EmbedInput(Strict):
     text_key: str = Field("txt", pattern=r"^[a-z0-9.]+$")
     encoder: EncoderSpec
     batch_size: int = Field(256, ge=1, le=65_536)
+
+
+def _clrs_algorithm(name: str) -> str:
+    from generators.clrs import algorithms  # NumPy only
+
+    if name not in (known := algorithms()):
+        raise ValueError(f"unknown CLRS algorithm {name!r}; known: {', '.join(known)}")
+    return name
+
+
+class ClrsSplit(Strict):
+    """One split of a `clrs` job: how many trajectories per algorithm, on how many nodes."""
+
+    count: int = Field(ge=0, le=10_000_000, description="Trajectories per algorithm.")
+    nodes: list[Annotated[int, Field(ge=2, le=1024)]] = Field(
+        min_length=1, max_length=64, description="Node counts, used in turn (sample i has nodes[i % len]).")
+
+
+class Clrs(Strict):
+    """CLRS-30 execution traces (job kind `clrs`): one WebDataset sample per trajectory."""
+
+    algorithms: list[Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_clrs_algorithm)]] = Field(
+        min_length=1, max_length=64, description="CLRS-30 algorithm names (generators/clrs).")
+    train: ClrsSplit = Field(default_factory=lambda: ClrsSplit(count=1000, nodes=[16]))
+    val: ClrsSplit = Field(default_factory=lambda: ClrsSplit(count=32, nodes=[16]))
+    test: ClrsSplit = Field(default_factory=lambda: ClrsSplit(count=32, nodes=[64]))
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("algorithms must be unique")
+        return v
+
+
+class ConsumerRun(Strict):
+    """A consumer (consumers/registry.py) to run (job kind `consumer`); it writes its results into output.dir."""
+
+    name: str = Field(min_length=1, max_length=32, description="A registered consumer (`synth2 consumers list`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The consumer's params (its own schema).")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from consumers.registry import UnknownConsumer, get  # pydantic only; each consumer imports torch lazily
+
+        try:
+            get(v)
+        except UnknownConsumer as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:  # info: pydantic.ValidationInfo
+        """Validated by the consumer's model (errors read `consumer.params.<field>`), stored with defaults filled."""
+        from consumers.registry import get
+
+        if "name" not in info.data:  # the name was rejected already
+            return v
+        return get(info.data["name"]).params.model_validate(v).model_dump(mode="json")
 
 
 class Output(Strict):
@@ -177,18 +260,21 @@ class JobSpec(Strict):
 
     version: Literal[1] = Field(description="Spec format version; this release reads 1.")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Job name.")
-    kind: Literal["synthesize", "embed"] = "synthesize"
+    kind: Literal["synthesize", "embed", "clrs", "consumer"] = "synthesize"
     concepts: Concepts | None = None
     captions: Captions | None = None
     scoring: Scoring = Field(default_factory=Scoring)
     synthesis: Synthesis | None = None
     input: EmbedInput | None = None
+    clrs: Clrs | None = None
+    consumer: ConsumerRun | None = None
     output: Output
     resources: Resources = Field(default_factory=Resources)
 
     @model_validator(mode="after")
     def _sections_for_kind(self) -> JobSpec:
-        need = {"synthesize": ("concepts", "captions", "synthesis"), "embed": ("input",)}[self.kind]
+        need = {"synthesize": ("concepts", "captions", "synthesis"), "embed": ("input",), "clrs": ("clrs",),
+                "consumer": ("consumer",)}[self.kind]
         missing = [s for s in need if getattr(self, s) is None]
         if missing:
             raise ValueError(f"kind '{self.kind}' needs section(s): {', '.join(missing)}")
@@ -243,7 +329,10 @@ def load_spec(path: str | Path) -> JobSpec:
 def spec_hash(spec: JobSpec) -> str:
     """Hash of everything that decides a job's samples. Resources do not, and neither does where
     the output goes: the same job written elsewhere has the same sample keys."""
-    data = spec.model_dump(mode="json", exclude={"resources": True, "output": {"dir"}})
+    exclude: dict = {"resources": True, "output": {"dir"}}
+    if spec.synthesis is not None and spec.synthesis.space == "embedding":  # unused there: hashes stay as before
+        exclude["synthesis"] = set(PIXEL_FIELDS)
+    data = spec.model_dump(mode="json", exclude=exclude)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

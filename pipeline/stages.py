@@ -105,3 +105,69 @@ class EmbedStage:
         text = self.encoder.encode_text([str(t) for t in batch["caption"]]).pooled
         align = (torch.from_numpy(emb.astype(np.float32)) * text).sum(-1)
         return {**batch, "emb": emb, "alignment": align.numpy().astype(np.float32)}
+
+
+class PixelSynthesizeStage:
+    """Captions in, images out (`png`), and their embeddings from the encoder's image tower (`emb`).
+
+    With an unCLIP-style decoder the prior first turns each caption into an image embedding (the
+    same one, from the same seed, that the embedding path writes) and the decoder draws it; a
+    diffusers text-to-image pipeline draws the caption itself. `seconds` adds up the time spent
+    in each step (prior with its text encoding, decoder, encoder with PNG encoding).
+    """
+
+    def __init__(self, synthesis: dict, threads: int | None = None) -> None:
+        from generators.encoders import Encoder
+        from generators.pixel import load_decoder
+        from generators.prior import EmbeddingPrior
+        from pipeline.spec import Synthesis
+
+        _threads(threads)
+        self.spec = Synthesis.model_validate(synthesis)
+        if self.spec.space != "pixel" or not self.spec.decoder:
+            raise ValueError("PixelSynthesizeStage needs synthesis.space 'pixel' and a decoder")
+        self.encoder = Encoder(self.spec.encoder.name, self.spec.encoder.pretrained)
+        self.decoder = load_decoder(self.spec.decoder)
+        self.prior = None
+        if self.decoder.kind == "embedding":
+            self.prior = EmbeddingPrior.from_pretrained(self.spec.prior)
+            dims = {"synthesis.prior": self.prior.dim, "synthesis.decoder": self.decoder.dim,
+                    "synthesis.encoder": self.encoder.dim}
+            if len(set(dims.values())) != 1:
+                raise ValueError(f"embedding sizes differ ({dims}): prior, decoder and encoder must belong together")
+        self.null = self.encoder.encode_text([""])
+        self.seconds = {"prior": 0.0, "decoder": 0.0, "encoder": 0.0}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import time
+
+        from generators.pixel import png_bytes
+        from pipeline.prompts import derive_seed
+
+        s = self.spec
+        idx = [int(i) for i in batch["index"]]
+        texts = [str(t) for t in batch["caption"]]
+        t0 = time.perf_counter()
+        text = self.encoder.encode_text(texts)
+        prior_emb = None
+        if self.prior is not None:
+            prior_emb = self.prior.sample(text, [derive_seed("prior", s.seed, i) for i in idx], null=self.null,
+                                          steps=s.steps, guidance_scale=s.guidance_scale, scheduler=s.scheduler)
+        t1 = time.perf_counter()
+        seeds = [derive_seed("decoder", s.seed, i) for i in idx]
+        if prior_emb is not None:
+            images = self.decoder.decode(prior_emb, seeds, steps=s.decoder_steps,
+                                         guidance_scale=s.decoder_guidance_scale, scheduler=s.scheduler)
+        else:
+            images = self.decoder.generate(texts, seeds, steps=s.decoder_steps, guidance_scale=s.decoder_guidance_scale)
+        t2 = time.perf_counter()
+        pngs = [png_bytes(im) for im in images]
+        emb = self.encoder.encode_images(images)
+        t3 = time.perf_counter()
+        for k, dt in (("prior", t1 - t0), ("decoder", t2 - t1), ("encoder", t3 - t2)):
+            self.seconds[k] += dt
+        out = {**batch, "emb": emb.numpy().astype(np.float16), "png": np.array(pngs, dtype=object),
+               "alignment": (emb * text.pooled).sum(-1).numpy().astype(np.float32)}
+        out["prior_cosine"] = ((emb * prior_emb).sum(-1).numpy().astype(np.float32) if prior_emb is not None
+                               else np.full(len(idx), np.nan, dtype=np.float32))
+        return out

@@ -8,6 +8,12 @@
     GET  /v1/jobs/{id}/manifest         the shard manifest (names, sizes, sha256)
     GET  /v1/jobs/{id}/shards/{name}    one shard; range requests; ETag = its sha256
     GET  /v1/jobs/{id}/report           the job's report
+    GET  /v1/consumers                  registered consumers (the other papers' models) and their params schema
+    POST /v1/consumers/{name}/runs      params (or a full `kind: consumer` spec) -> 202 {id, ...}
+    GET  /v1/consumers/{name}/runs      that consumer's runs, newest first (?status=, ?mine=true, ?limit=)
+    GET  /v1/consumers/{name}/runs/{id}               status, progress, params, summary, file links
+    POST /v1/consumers/{name}/runs/{id}/cancel        GET .../logs
+    GET  /v1/consumers/{name}/runs/{id}/files[/{path}] the files the run wrote (JSON, PNG)
     GET  /healthz                       liveness (no key needed)
     GET  /                              the dashboard (a static page; it calls the API with your key)
 
@@ -18,13 +24,16 @@ from __future__ import annotations
 
 import json
 import logging
+import mimetypes
 import os
+import posixpath
 import secrets
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -186,13 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/jobs", status_code=202, tags=["jobs"], openapi_extra=spec_body)
     async def submit(request: Request, kid: str = Depends(key_id)):
         """Queue a generation job. The body is a job spec (`synth2 spec schema`), as JSON or YAML."""
-        raw = await request.body()
-        ctype = request.headers.get("content-type", "application/json")
-        try:
-            data = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw or b"null")
-        except (ValueError, yaml.YAMLError) as e:
-            kind = "YAML" if "yaml" in ctype else "JSON"
-            raise HTTPException(422, [f"(body): not valid {kind}: {str(e).splitlines()[0]}"]) from None
+        data = await _body(request)
         job = await run_in_threadpool(manager(request).submit, data, kid)
         view = job_view(job, detail=False)
         return JSONResponse(view, status_code=202, headers={"Location": view["links"]["self"]})
@@ -268,7 +271,181 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data = store.read_bytes(fname)
         return Response(data, media_type="text/html; charset=utf-8" if format == "html" else "application/json")
 
+    _consumer_routes(app, key_id, manager)
     return app
+
+
+async def _body(request: Request) -> Any:
+    """The request body as JSON or (Content-Type: application/yaml) YAML; 422 when it is neither."""
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "application/json")
+    try:
+        return yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw or b"null")
+    except (ValueError, yaml.YAMLError) as e:
+        kind = "YAML" if "yaml" in ctype else "JSON"
+        raise HTTPException(422, [f"(body): not valid {kind}: {str(e).splitlines()[0]}"]) from None
+
+
+# ---------------------------------------------------------------- consumer runs
+
+
+def _consumer_routes(app: FastAPI, key_id, manager) -> None:
+    """Consumer runs: jobs of kind `consumer` (consumers/registry.py), under /v1/consumers/{name}/runs."""
+    from consumers import registry
+
+    def consumer_or_404(name: str) -> registry.Consumer:
+        try:
+            return registry.get(name)
+        except registry.UnknownConsumer as e:
+            raise HTTPException(404, str(e)) from None
+
+    def run_or_404(name: str, run_id: str, request: Request) -> dict:
+        consumer_or_404(name)
+        job = request.app.state.store.get(run_id)
+        if job is None or _consumer_of(job) != name:
+            raise HTTPException(404, f"no {name} run {run_id!r}")
+        return job
+
+    params_body = {"requestBody": {"required": False, "content": {
+        "application/json": {"schema": {"type": "object", "description": "The consumer's params (GET /v1/consumers "
+                                        "lists each one's schema), or a whole job spec of kind `consumer`."}},
+        "application/yaml": {"schema": {"type": "string"}}}}}
+
+    @app.get("/v1/consumers", tags=["consumers"])
+    def list_consumers(kid: str = Depends(key_id)):
+        """The registered consumers, each with the JSON schema of its params."""
+        return {"consumers": [c.info() | {"links": {"runs": f"/v1/consumers/{c.name}/runs"}} for c in registry.consumers()]}
+
+    @app.get("/v1/consumers/{name}", tags=["consumers"])
+    def get_consumer(name: str, kid: str = Depends(key_id)):
+        """One consumer and the JSON schema of its params."""
+        c = consumer_or_404(name)
+        return c.info() | {"links": {"runs": f"/v1/consumers/{c.name}/runs"}}
+
+    @app.post("/v1/consumers/{name}/runs", status_code=202, tags=["consumers"], openapi_extra=params_body)
+    async def submit_run(name: str, request: Request, kid: str = Depends(key_id)):
+        """Queue a run of consumer NAME. The body is its params (JSON or YAML), or a whole job spec of kind
+        `consumer`. Invalid params are a 422 naming `consumer.params.<field>`."""
+        consumer_or_404(name)
+        data = await _body(request)
+        if isinstance(data, dict) and "version" in data and "consumer" in data:  # a whole spec
+            if data.get("kind", "consumer") != "consumer":
+                raise HTTPException(422, [f"kind: must be 'consumer' on this route (got {data.get('kind')!r})"])
+            section = data.get("consumer")
+            if isinstance(section, dict) and section.get("name") != name:
+                raise HTTPException(422, [f"consumer.name: must be {name!r}, the consumer in the URL "
+                                          f"(got {section.get('name')!r})"])
+            spec = {**data, "kind": "consumer"}
+        elif data is None or isinstance(data, dict):
+            spec = {"version": 1, "name": name, "kind": "consumer", "consumer": {"name": name, "params": data or {}}}
+        else:
+            raise HTTPException(422, [f"(body): the params of consumer {name!r} as an object (got {type(data).__name__})"])
+        job = await run_in_threadpool(manager(request).submit, spec, kid)
+        view = run_view(job)
+        return JSONResponse(view, status_code=202, headers={"Location": view["links"]["self"]})
+
+    @app.get("/v1/consumers/{name}/runs", tags=["consumers"])
+    def list_runs(name: str, request: Request, kid: str = Depends(key_id), status: str | None = Query(None),
+                  mine: bool = False, limit: int = Query(50, ge=1, le=1000)):
+        """Runs of consumer NAME, newest first."""
+        consumer_or_404(name)
+        if status is not None and status not in STATUSES:
+            raise HTTPException(422, [f"status: must be one of {', '.join(STATUSES)} (got {status!r})"])
+        needle = '"consumer": {"name": ' + json.dumps(name) + ","  # specs are stored as JSON with sorted keys
+        jobs = request.app.state.store.list(status=status, key_id=kid if mine else None, limit=limit, spec_contains=needle)
+        return {"runs": [run_view(j) for j in jobs if _consumer_of(j) == name]}
+
+    @app.get("/v1/consumers/{name}/runs/{run_id}", tags=["consumers"])
+    def get_run(name: str, run_id: str, request: Request, kid: str = Depends(key_id)):
+        """Status, progress, params and (when it has finished) the run's summary and files."""
+        return run_view(run_or_404(name, run_id, request), detail=True)
+
+    @app.post("/v1/consumers/{name}/runs/{run_id}/cancel", status_code=202, tags=["consumers"])
+    def cancel_run(name: str, run_id: str, request: Request, kid: str = Depends(key_id)):
+        """Stop the run (only the API key that submitted it may)."""
+        job = run_or_404(name, run_id, request)
+        if job["key_id"] != kid:
+            raise HTTPException(403, "only the API key that submitted a run can cancel it")
+        if job["status"] not in ("PENDING", "RUNNING"):
+            raise HTTPException(409, f"run {run_id} is already {job['status']}")
+        return run_view(manager(request).cancel(run_id))
+
+    @app.get("/v1/consumers/{name}/runs/{run_id}/logs", tags=["consumers"], response_class=PlainTextResponse)
+    def run_logs(name: str, run_id: str, request: Request, kid: str = Depends(key_id),
+                 tail: int | None = Query(None, ge=0, le=100_000)):
+        """The run's log as text (its last `tail` lines)."""
+        return PlainTextResponse(manager(request).logs(run_or_404(name, run_id, request), tail))
+
+    @app.get("/v1/consumers/{name}/runs/{run_id}/files", tags=["consumers"])
+    def run_files(name: str, run_id: str, request: Request, kid: str = Depends(key_id)):
+        """The files in the run's output directory (regular files only), with their sizes."""
+        job = run_or_404(name, run_id, request)
+        base = f"/v1/consumers/{name}/runs/{run_id}/files/"
+        return {"files": [{"name": f, "bytes": n, "url": base + quote(f)} for f, n in _output_files(job["output_dir"])]}
+
+    @app.get("/v1/consumers/{name}/runs/{run_id}/files/{path:path}", tags=["consumers"])
+    def run_file(name: str, run_id: str, path: str, request: Request, kid: str = Depends(key_id)):
+        """One file the run wrote (e.g. its results JSON and PNG plots). Only regular files inside the run's
+        output directory, reached without a symbolic link."""
+        job = run_or_404(name, run_id, request)
+        parts = path.split("/")
+        missing = HTTPException(404, f"run {run_id} has no file {path!r}")
+        if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+            raise missing
+        store = Store(job["output_dir"])
+        media = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+        # A file a consumer wrote is data: never sniffed, never a page with this origin's rights.
+        headers = {"x-content-type-options": "nosniff", "content-security-policy": "sandbox", "cache-control": "no-cache"}
+        if store.local:
+            root = os.path.realpath(store.root)
+            full = os.path.join(root, *parts)
+            if os.path.realpath(full) != full or not os.path.isfile(full):  # a link anywhere on the way: refused
+                raise missing
+            return FileResponse(full, media_type=media, headers=headers)
+        if not store.fs.isfile(store.path(*parts)):
+            raise missing
+        return Response(store.read_bytes(*parts), media_type=media, headers=headers)
+
+
+def _consumer_of(job: dict) -> str | None:
+    spec = job.get("spec") or {}
+    return (spec.get("consumer") or {}).get("name") if spec.get("kind") == "consumer" else None
+
+
+def _output_files(output_dir: str) -> list[tuple[str, int]]:
+    """(relative name, bytes) of every regular file under a run's output, not following links."""
+    store = Store(output_dir)
+    if not store.local:
+        if not store.exists():
+            return []
+        return sorted((posixpath.relpath(p, store.root), int(info.get("size") or 0))
+                      for p, info in store.fs.find(store.root, detail=True).items() if info.get("type") == "file")
+    root = os.path.realpath(store.root)
+    out = []
+    for d, _dirs, files in os.walk(root):  # os.walk does not descend into linked directories
+        for f in files:
+            full = os.path.join(d, f)
+            if not os.path.islink(full) and os.path.isfile(full) and not f.endswith(".tmp"):
+                out.append((os.path.relpath(full, root).replace(os.sep, "/"), os.path.getsize(full)))
+    return sorted(out)
+
+
+def run_view(job: dict, detail: bool = False) -> dict:
+    """A job view for a consumer run: its consumer, params, and (detail) summary and files."""
+    name, jid = _consumer_of(job), job["id"]
+    view = job_view(job, detail=detail)
+    base = f"/v1/consumers/{name}/runs/{jid}"
+    view["consumer"] = name
+    view["params"] = job["spec"]["consumer"]["params"]
+    view["links"] = {"self": base, "logs": f"{base}/logs", "cancel": f"{base}/cancel", "files": f"{base}/files",
+                     "job": f"/v1/jobs/{jid}"}
+    if detail:
+        view.pop("counts", None)
+        result = _read_json(job, "summary.json") if job["status"] == "SUCCEEDED" else None
+        view["summary"] = (result or {}).get("summary")
+        view["seconds"] = (result or {}).get("seconds")
+        view["files"] = {f: f"{base}/files/{quote(f)}" for f in (result or {}).get("files", [])}
+    return view
 
 
 def _manifest(job: dict) -> dict | None:
@@ -313,7 +490,7 @@ def _stages(stages: dict, job_status: str) -> dict:
     """Per-stage progress in pipeline order (progress.json keeps them sorted by name); the stages a
     failed or stopped job left unfinished take the job's status."""
     order = sorted(stages, key=lambda k: STAGE_ORDER.index(k) if k in STAGE_ORDER else len(STAGE_ORDER))
-    out = {k: {f: stages[k][f] for f in ("done", "total", "status", "rate_per_s", "shards") if f in stages[k]}
+    out = {k: {f: stages[k][f] for f in ("done", "total", "status", "rate_per_s", "shards", "step") if f in stages[k]}
            for k in order}
     if job_status in ("FAILED", "STOPPED"):
         for v in out.values():

@@ -161,6 +161,66 @@ class Synth2Client:
                 raise WaitTimeout(f"job {job_id} is still {job['status']} after {timeout:g} s")
             time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
 
+    # ------------------------------------------------------------ consumer runs (jobs of kind `consumer`)
+
+    def consumers(self) -> list[dict]:
+        """The registered consumers, each with its params' JSON schema."""
+        return self._json("GET", "/v1/consumers")["consumers"]
+
+    def run_consumer(self, name: str, params: dict | None = None) -> dict:
+        """Queue a run of consumer NAME with PARAMS (or a whole `kind: consumer` spec dict); its view."""
+        return self._json("POST", f"/v1/consumers/{_seg(name)}/runs", json=params or {})
+
+    def consumer_runs(self, name: str, status: str | None = None, mine: bool = False, limit: int = 50) -> list[dict]:
+        params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {}), **({"mine": "true"} if mine else {})}
+        return self._json("GET", f"/v1/consumers/{_seg(name)}/runs", params=params)["runs"]
+
+    def consumer_name(self, run_id: str) -> str:
+        """The consumer a run belongs to (from its job spec)."""
+        spec = self.get(run_id).get("spec") or {}
+        if spec.get("kind") != "consumer":
+            raise ClientError(f"job {run_id} is not a consumer run (its kind is {spec.get('kind')!r})")
+        return spec["consumer"]["name"]
+
+    def consumer_run(self, run_id: str, name: str | None = None) -> dict:
+        """A run's status, progress, params, summary and file links."""
+        name = name or self.consumer_name(run_id)
+        return self._json("GET", f"/v1/consumers/{_seg(name)}/runs/{_seg(run_id)}")
+
+    def consumer_files(self, run_id: str, name: str | None = None) -> list[dict]:
+        name = name or self.consumer_name(run_id)
+        return self._json("GET", f"/v1/consumers/{_seg(name)}/runs/{_seg(run_id)}/files")["files"]
+
+    def fetch(self, run_id: str, to_dir: str | os.PathLike, name: str | None = None) -> list[Path]:
+        """Download every file of a consumer run into TO_DIR (keeping sub-folders); the paths written."""
+        name = name or self.consumer_name(run_id)
+        out = Path(to_dir)
+        files = self.consumer_files(run_id, name)
+        for f in files:
+            _check_relpath(f.get("name"))
+        written = []
+        for f in files:
+            target = out.joinpath(*f["name"].split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path = f"/v1/consumers/{_seg(name)}/runs/{_seg(run_id)}/files/" + "/".join(_seg(p) for p in f["name"].split("/"))
+            part = target.with_name(f".{target.name}.part")
+            try:
+                with self.http.stream("GET", path) as r, open(part, "wb") as fh:
+                    if r.status_code >= 400:
+                        r.read()
+                        raise _service_error(r, "GET", path)
+                    for block in r.iter_bytes(CHUNK):
+                        fh.write(block)
+            except httpx.TransportError as e:
+                part.unlink(missing_ok=True)
+                raise ClientError(f"GET {path}: {e}") from None
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            os.replace(part, target)
+            written.append(target)
+        return written
+
     # ------------------------------------------------------------ pull
 
     def pull(self, job_id: str, to_dir: str | os.PathLike, workers: int = 4,
@@ -308,6 +368,13 @@ def _check_entry(entry: Any) -> None:
     if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)) \
             or not isinstance(size, int) or size < 0:
         raise ClientError(f"the manifest's entry for shard {name} has no valid sha256 and size: {entry}")
+
+
+def _check_relpath(name: Any) -> None:
+    """A file name from the service that stays inside the target directory."""
+    parts = name.split("/") if isinstance(name, str) else [""]
+    if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise ClientError(f"the service lists a file named {name!r}, which is not a relative path; refusing it")
 
 
 def _content_range_start(value: str | None) -> int | None:

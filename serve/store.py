@@ -95,8 +95,11 @@ class JobStore:
             return row.to_dict() if row else None
 
     def list(self, *, status: str | None = None, key_id: str | None = None, limit: int = 100,
-             oldest_first: bool = False) -> list[dict]:
+             oldest_first: bool = False, spec_contains: str | None = None) -> list[dict]:
+        """Jobs, newest first; `spec_contains`: only those whose spec JSON (sorted keys) holds that text."""
         q = select(JobRow)
+        if spec_contains:
+            q = q.where(JobRow.spec.contains(spec_contains, autoescape=True))
         if status:
             q = q.where(JobRow.status == status)
         if key_id:

@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = parse_spec(json.loads((run_dir / "spec.json").read_text()))
         threads = int(os.environ["SYNTH2_JOB_CPUS"]) if os.environ.get("SYNTH2_JOB_CPUS") else None
-        init_ray(num_cpus=threads)
-        signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init installs its own (sys.exit); ours records STOPPED
+        if spec.kind == "consumer":  # runs in this process, without Ray; SYNTH2_JOB_CPUS caps torch's threads
+            if threads:
+                os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        else:
+            init_ray(num_cpus=threads)
+            signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init installs its own (sys.exit); ours records STOPPED
         stats = run_spec(spec, num_cpus=threads)
     except KeyboardInterrupt:
         print("job stopped on request; its finished shards stay valid", flush=True)

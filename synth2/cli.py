@@ -131,6 +131,16 @@ def format_world(info: dict) -> str:
         if k.startswith("prior_guidance_"):
             lines.append(f"    prior, guidance {k.rsplit('_', 1)[1]:<4}      all {pct(v['all'])}  seen {pct(v['seen'])}"
                          f"  held-out {pct(v['held_out'])}")
+    px = q.get("pixel_decoder")
+    if px:  # worlds built before the pixel decoder existed have none
+        zs = {k: px[k]["zero_shot"]["all"] for k in ("real", "decoded_from_real_embedding", "decoded_from_prior_sample")}
+        lines.append(f"  pixel decoder ({px['decoder_steps']} steps, {px['scenes']} test scenes) colour/shape/R@1:"
+                     f" real {pct(zs['real']['colour'])}/{pct(zs['real']['shape'])}/{pct(px['real']['r1']['all'])}")
+        lines.append(f"    decoded from true embedding {pct(zs['decoded_from_real_embedding']['colour'])}/"
+                     f"{pct(zs['decoded_from_real_embedding']['shape'])}/"
+                     f"{pct(px['decoded_from_real_embedding']['r1']['all'])}, from prior sample "
+                     f"{pct(zs['decoded_from_prior_sample']['colour'])}/{pct(zs['decoded_from_prior_sample']['shape'])}/"
+                     f"{pct(px['decoded_from_prior_sample']['r1']['all'])}")
     t = info["timings_s"]
     lines.append(f"  build time {sum(t.values()):.0f} s (" + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + ")")
     return "\n".join(lines)
@@ -397,6 +407,133 @@ def pull(job_id: str, to_dir: str, workers: int, wait: bool, timeout: float | No
         sys.exit(1)
 
 
+# ---------------------------------------------------------------- consumer runs on the service
+
+
+@main.group()
+@_client_options
+@click.pass_context
+def consumers(ctx: click.Context, url: str, key: str | None) -> None:
+    """Run the other papers' models (consumers/) as jobs on a synth2 service.
+
+    A run is a job: `synth2 jobs logs ID` and `synth2 jobs cancel ID` work on it too.
+    """
+    ctx.obj = _Client(url, key)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _param_value(text: str):
+    """`--param k=v`: V read as YAML (8 -> int, false -> bool, [a, b] -> list), else kept as text."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _format_run(run: dict) -> str:
+    lines = [_format_job(run).replace(f"job {run['id']}", f"{run.get('consumer')} run {run['id']}", 1)]
+    stage = next(iter((run.get("progress") or {}).values()), {})
+    if stage.get("step") and run["status"] in ("PENDING", "RUNNING"):
+        lines.append(f"  step: {stage['step']}")
+    lines.append("  params: " + json.dumps(run.get("params"), separators=(",", ":")))
+    if run.get("summary") is not None:
+        lines.append("  summary: " + json.dumps(run["summary"], indent=1, default=str).replace("\n", "\n  "))
+    for name, link in (run.get("files") or {}).items():
+        lines.append(f"  file: {name}  {link}")
+    return "\n".join(lines)
+
+
+@consumers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the service's answer (with each params schema) as JSON.")
+@click.pass_obj
+def consumers_list(client, as_json: bool) -> None:
+    """The registered consumers and their params (name, type, default)."""
+    with _client_errors():
+        rows = client().consumers()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for c in rows:
+        click.echo(f"{c['name']}: {c['description']}")
+        schema = c["params_schema"]
+        required = set(schema.get("required", []))
+        for k, v in schema.get("properties", {}).items():
+            kind = v.get("type") or "|".join(a.get("type", "?") for a in v.get("anyOf", [])) or "?"
+            default = " (required)" if k in required else f" = {json.dumps(v.get('default'))}"
+            click.echo(f"  {k}: {kind}{default}" + (f"  {v['description']}" if v.get("description") else ""))
+
+
+@consumers.command("run")
+@click.argument("name")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A param (repeat); VALUE is read as YAML.")
+@click.option("--params-file", type=click.Path(exists=True, dir_okay=False), help="Params as a YAML/JSON mapping.")
+@click.option("--wait", is_flag=True, help="Wait for the run to finish; exit 1 unless it SUCCEEDED.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up waiting after this many seconds.")
+@click.option("--poll", type=click.FloatRange(0.05), default=2.0, show_default=True, help="With --wait: seconds between polls.")
+@click.pass_obj
+def consumers_run(client, name: str, params: tuple[str, ...], params_file: str | None, wait: bool, timeout: float | None,
+                  poll: float) -> None:
+    """Queue a run of consumer NAME, e.g. `synth2 consumers run oversquash -p model=gpt2 -p points=20 --wait`.
+
+    The service validates the params: each problem is printed as `consumer.params.FIELD: message`.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    data: dict = {}
+    if params_file:
+        loaded = yaml.safe_load(Path(params_file).read_text())
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must hold a mapping of params", param_hint="--params-file")
+        data.update(loaded)
+    for item in params:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        data[k.strip()] = _param_value(v)
+    with _client_errors():
+        run = client().run_consumer(name, data)
+        click.echo(f"{run['id']} {run['status']}")
+        if wait:
+            _wait_and_report(client(), run["id"], timeout, poll)
+            run = client().consumer_run(run["id"], name)
+            click.echo(_format_run(run))
+            sys.exit(0 if run["status"] == "SUCCEEDED" else 1)
+
+
+@consumers.command("status")
+@click.argument("run_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the service's answer as JSON.")
+@click.pass_obj
+def consumers_status(client, run_id: str, as_json: bool) -> None:
+    """Show a run: status, progress, params, and (when done) its summary and files."""
+    with _client_errors():
+        run = client().consumer_run(run_id)
+    click.echo(json.dumps(run, indent=2) if as_json else _format_run(run))
+
+
+@consumers.command("fetch")
+@click.argument("run_id", metavar="ID")
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False), help="Directory to put the files in.")
+@click.option("--wait", is_flag=True, help="Wait for the run to finish first.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up waiting after this many seconds.")
+@click.pass_obj
+def consumers_fetch(client, run_id: str, to_dir: str, wait: bool, timeout: float | None) -> None:
+    """Download the files a run wrote (results JSON, PNG plots) into --to DIR."""
+    with _client_errors():
+        run = _wait_and_report(client(), run_id, timeout, 2.0) if wait else client().get(run_id)
+        paths = client().fetch(run_id, to_dir)
+    for path in paths:
+        click.echo(str(path))
+    if run["status"] != "SUCCEEDED":
+        click.echo(f"run {run_id} is {run['status']}: these are the files it had written so far", err=True)
+        if wait:
+            sys.exit(1)
+
+
 # ---------------------------------------------------------------- reports
 
 def _report_data(path: str, encoder: str | None) -> dict:
@@ -518,7 +655,8 @@ def analyze() -> None:
 @click.option("--out", "out_dir", default="oversquash_results", show_default=True, type=click.Path(file_okay=False),
               help="Directory for collapse.json and the PNG plots.")
 @click.option("--sep-every", default=3, show_default=True, help="Separator (comma) every K digits for the 'glasses' curves.")
-@click.option("--max-len", type=int, help="Longest sequence in tokens (default: the model's max positions).")
+@click.option("--max-len", type=int, help="Longest sequence in tokens (default: the model's max positions; a rotary or "
+              "no-PE model, having no position table, is run past them when asked).")
 @click.option("--points", default=40, show_default=True, help="About how many n values per collapse curve.")
 @click.option("--dtypes", default="float32,bfloat16,float16", show_default=True, help="Precisions to run the model in.")
 @click.option("--device", default="cpu", show_default=True)
@@ -540,6 +678,17 @@ def analyze_collapse(model_id: str, out_dir: str, sep_every: int, max_len: int |
                        synthetic_ns=grid(synthetic_max_n, 24))
     click.echo("wrote " + ", ".join(res["files"]))
     click.echo(json.dumps(res["summary"], indent=1, default=str))
+
+
+# ---------------------------------------------------------------- the VLM
+
+from synth2.cli_vlm import vlm as _vlm  # noqa: E402
+
+main.add_command(_vlm)
+
+from synth2.cli_clrs import clrs as _clrs  # noqa: E402
+
+main.add_command(_clrs)
 
 
 if __name__ == "__main__":

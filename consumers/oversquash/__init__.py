@@ -9,7 +9,22 @@ Entry points: `analysis.run_analysis` (any HF causal LM; `synth2 analyze collaps
 `synthetic.synthetic_check` (one attention layer, five positional encodings), `tiny.build_tiny_gpt2`.
 """
 
-from consumers.oversquash.analysis import run_analysis
-from consumers.oversquash.synthetic import synthetic_check
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["run_analysis", "synthetic_check"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import torch only when an entry point is used: the service imports `consumers.oversquash.job`
+    (the params model) to validate requests, and must not load torch for that."""
+    if name == "run_analysis":
+        from consumers.oversquash.analysis import run_analysis
+
+        return run_analysis
+    if name == "synthetic_check":
+        from consumers.oversquash.synthetic import synthetic_check
+
+        return synthetic_check
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,7 @@ import logging
 import math
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +39,16 @@ ALIGNS = ("absolute", "end")
 
 # ---------------------------------------------------------------- sequences
 
-def with_sep(tokens: list[int], k: int | None, sep: int) -> list[int]:
-    """Insert SEP after every K tokens (not after the last): 1111111 -> 111,111,1."""
+def with_sep(tokens: list[int], k: int | None, sep: int, from_end: bool = False) -> list[int]:
+    """Insert SEP between groups of K tokens counted from the start (1111111 -> 111,111,1) or, FROM_END,
+    from the end as thousands separators (1111111 -> 1,111,111). Either way n digits get (n-1)//K commas."""
     if not k:
         return list(tokens)
     out = []
     for i, t in enumerate(tokens):
-        out.append(t)
-        if (i + 1) % k == 0 and i < len(tokens) - 1:
+        if i and (len(tokens) - i if from_end else i) % k == 0:
             out.append(sep)
+        out.append(t)
     return out
 
 
@@ -80,9 +82,9 @@ class Sequences:
             return self.head + self.text("L:"), [self.one] * n + [self.zero], self.text("=")
         raise ValueError(f"unknown family {family!r}")
 
-    def build(self, family: str, n: int, k: int | None) -> tuple[list[int], int]:
+    def build(self, family: str, n: int, k: int | None, from_end: bool = False) -> tuple[list[int], int]:
         head, body, tail = self.parts(family, n)
-        return head + with_sep(body, k, self.sep) + tail, len(head)
+        return head + with_sep(body, k, self.sep, from_end) + tail, len(head)
 
     def max_n(self, family: str, k: int | None, max_len: int) -> int:
         n = 1
@@ -99,6 +101,14 @@ def grid(max_n: int, points: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- model helpers
+
+def has_position_table(model) -> bool:
+    """True when the model adds a learned absolute position table to its inputs (GPT-2's `wpe`, OPT's
+    `embed_positions`, ...): it has no representation for positions past the table. Rotary / ALiBi / no-PE
+    models have none and run at any length (past their training length)."""
+    return any(isinstance(m, torch.nn.Embedding) and re.search(r"wpe|position", name)
+               for name, m in model.named_modules())
+
 
 def max_positions(model) -> int:
     cfg = model.config
@@ -157,19 +167,21 @@ def _stable(ns, flags):
 
 # ---------------------------------------------------------------- collapse curves
 
-def collapse_curve(models: dict, seqs: Sequences, family: str, k: int | None, ns: list[int]) -> dict:
-    """Distances for the pairs (n, n+1) of FAMILY (separator every K, or none) at every n in NS,
-    for every alignment and every dtype in MODELS ({dtype name: model})."""
-    res = {"n": ns, "sep_every": k, "length_tokens": [], "align": {a: {} for a in ALIGNS}}
+def collapse_curve(models: dict, seqs: Sequences, family: str, k: int | None, ns: list[int],
+                   from_end: bool = False) -> dict:
+    """Distances for the pairs (n, n+1) of FAMILY (separator every K, grouped from the start or FROM_END,
+    or none) at every n in NS, for every alignment and every dtype in MODELS ({dtype name: model})."""
+    res = {"n": ns, "sep_every": k, "sep_from_end": bool(k and from_end), "length_tokens": [],
+           "align": {a: {} for a in ALIGNS}}
     for n in ns:
-        res["length_tokens"].append(len(seqs.build(family, n, k)[0]))
+        res["length_tokens"].append(len(seqs.build(family, n, k, from_end)[0]))
     for dname, m in models.items():
         cache_b = {}
         for align in ALIGNS:
             l2, linf, l2_layers, ident, ident_layers, scale = [], [], [], [], [], []
             for n in ns:
-                a, head = seqs.build(family, n, k)
-                b, _ = seqs.build(family, n + 1, k)
+                a, head = seqs.build(family, n, k, from_end)
+                b, _ = seqs.build(family, n + 1, k, from_end)
                 if n not in cache_b:
                     cache_b[n] = last_states(m, b)
                 hb = cache_b[n]
@@ -272,27 +284,50 @@ def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every:
                  points: int = 40, dtypes: tuple[str, ...] = ("float32", "bfloat16", "float16"),
                  families: tuple[str, ...] = FAMILIES, do_behaviour: bool = True, do_synthetic: bool = True,
                  synthetic_ns: list[int] | None = None, projections: int = 16, device: str = "cpu", bos: bool = True,
-                 seed: int = 0, plots: bool = True, name: str | None = None) -> dict:
-    """The whole analysis of MODEL_ID; writes `collapse.json` and PNG plots into OUT_DIR when given."""
+                 seed: int = 0, plots: bool = True, name: str | None = None,
+                 progress: Callable[[int, int, str], None] | None = None,
+                 sep_end_families: tuple[str, ...] = ("ones",), behaviour_lengths: list[int] | None = None,
+                 behaviour_trials: int = 5, behaviour_train_max_n: int | None = None,
+                 synthetic_result: dict | None = None) -> dict:
+    """The whole analysis of MODEL_ID; writes `collapse.json` and PNG plots into OUT_DIR when given.
+    PROGRESS(done, total, next_step) is called before each step (and once at the end).
+    SEP_END_FAMILIES: families also measured with thousands-style separators (grouped from the end, "sep_end").
+    BEHAVIOUR_LENGTHS / BEHAVIOUR_TRIALS: the lengths n of the counting/copying probes and the copying trials per n;
+    BEHAVIOUR_TRAIN_MAX_N: the longest n the model was trained on (marked on the plot), when known.
+    SYNTHETIC_RESULT: a `{"synthetic": ..., "synthetic_input_pe": ...}` computed once, reused instead of recomputing."""
+    steps = ["load", *(f"collapse {f}" for f in families), "sensitivity"] + ["behaviour"] * do_behaviour \
+        + ["synthetic"] * do_synthetic + ["plots"] * bool(out_dir is not None and plots)
+    tell = (lambda step: progress(steps.index(step), len(steps), step)) if progress else (lambda step: None)
+    tell("load")
     model, tok = load(model_id, device)
     seqs = Sequences(tok, bos=bos, seed=seed)
-    limit = min(max_positions(model), max_len or 10**9)
+    # A learned position table caps the length; a rotary / no-PE model runs past its configured (training)
+    # length when MAX_LEN asks for it -- the regime where the paper's collapse shows.
+    limit = min(max_positions(model), max_len or 10**9) if has_position_table(model) else (max_len or max_positions(model))
     models = {}
     for d in dtypes:
         models[d] = model if d == "float32" else copy.deepcopy(model).to(DTYPES[d]).eval()
     res = {"model": str(model_id), "name": name or Path(str(model_id)).name, "max_positions": max_positions(model),
+           "position_table": has_position_table(model), "model_type": getattr(model.config, "model_type", None),
            "max_len_used": limit, "sep_every": sep_every, "dtypes": list(dtypes), "bos": bool(seqs.head),
            "token_ids": {"1": seqs.one, "0": seqs.zero, ",": seqs.sep}, "families": {}}
     res["tokenization_check"] = {s: seqs.text(s) for s in ("1", "111", "1 1 1", "1,1,1")}
     for fam in families:
         n_plain, n_sep = seqs.max_n(fam, None, limit), seqs.max_n(fam, sep_every, limit)
+        if not res["position_table"]:  # no table to run out of: compare at equal n (the separated run is ~n/k longer)
+            n_sep = n_plain
         ns = grid(n_plain, points)
         ns_sep = sorted({n for n in ns if n <= n_sep} | {n_sep})
         log.info("collapse curve %s: n up to %d (separators: %d)", fam, n_plain, n_sep)
+        tell(f"collapse {fam}")
         plain = collapse_curve(models, seqs, fam, None, ns)
         sep = collapse_curve(models, seqs, fam, sep_every, ns_sep)
         res["families"][fam] = {"plain": plain, "sep": sep, "sep_ratio": _sep_ratio(plain, sep)}
+        if fam in sep_end_families:
+            sep_end = collapse_curve(models, seqs, fam, sep_every, ns_sep, from_end=True)
+            res["families"][fam].update(sep_end=sep_end, sep_end_ratio=_sep_ratio(plain, sep_end))
     log.info("sensitivity")
+    tell("sensitivity")
     sens = {}
     for label, k in (("plain", None), ("sep", sep_every)):
         ids, _ = seqs.build("ones", seqs.max_n("ones", k, limit), k)
@@ -301,16 +336,23 @@ def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every:
     res["sensitivity"] = sens
     if do_behaviour:
         log.info("behaviour")
-        lengths = [n for n in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256, 384, 512)
+        tell("behaviour")
+        lengths = [n for n in (behaviour_lengths or (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128,
+                                                     192, 256, 384, 512))
                    if n + len(seqs.head) + 8 + n // max(sep_every, 1) <= limit]
-        res["behaviour"] = {"plain": behaviour(model, seqs, lengths, None, seed=seed),
-                            "sep": behaviour(model, seqs, lengths, sep_every, seed=seed)}
+        res["behaviour_train_max_n"] = behaviour_train_max_n
+        res["behaviour"] = {"plain": behaviour(model, seqs, lengths, None, trials=behaviour_trials, seed=seed),
+                            "sep": behaviour(model, seqs, lengths, sep_every, trials=behaviour_trials, seed=seed)}
     if do_synthetic:
         from consumers.oversquash.synthetic import synthetic_check
 
         log.info("synthetic check")
-        res["synthetic"] = synthetic_check(synthetic_ns)
-        res["synthetic_input_pe"] = synthetic_check(synthetic_ns, mode="input")
+        tell("synthetic")
+        if synthetic_result:
+            res.update({k: synthetic_result[k] for k in ("synthetic", "synthetic_input_pe") if k in synthetic_result})
+        else:
+            res["synthetic"] = synthetic_check(synthetic_ns)
+            res["synthetic_input_pe"] = synthetic_check(synthetic_ns, mode="input")
     res["summary"] = summarize(res)
     if out_dir is not None:
         out = Path(out_dir)
@@ -320,39 +362,92 @@ def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every:
         if plots:
             from consumers.oversquash.plots import write_plots
 
+            tell("plots")
             res["files"] += write_plots(res, out)
         (out / "collapse.json").write_text(json.dumps(_clean(res), indent=1))
+    if progress:
+        progress(len(steps), len(steps), "done")
     return res
 
 
 def _sep_ratio(plain: dict, sep: dict) -> dict:
-    """f32 L2 distance with separators / without, at every n both curves have, per alignment."""
+    """L2 distance with separators / without, at every n both curves have, per alignment, for float32 (`ratio`)
+    and every other dtype (`ratio_<dtype>`; None where the plain distance is 0)."""
     out = {}
     common = [n for n in plain["n"] if n in sep["n"]]
     for align in ALIGNS:
-        p, s = plain["align"][align].get("float32"), sep["align"][align].get("float32")
-        if not p or not s:
+        p, s = plain["align"][align], sep["align"][align]
+        if "float32" not in p or "float32" not in s:
             continue
-        pi, si = dict(zip(plain["n"], p["l2"])), dict(zip(sep["n"], s["l2"]))
-        out[align] = {"n": common, "ratio": [si[n] / pi[n] if pi[n] > 0 else None for n in common]}
+        out[align] = {"n": common}
+        for d in p:
+            pi, si = dict(zip(plain["n"], p[d]["l2"])), dict(zip(sep["n"], s[d]["l2"]))
+            out[align]["ratio" if d == "float32" else f"ratio_{d}"] = [si[n] / pi[n] if pi[n] > 0 else None for n in common]
+    return out
+
+
+def _trend(ns: list[int], l2: list[float]) -> dict:
+    """How the f32 distance falls with n: median over the first / last quarter of the grid, Spearman rank
+    correlation, least-squares slope of log L2 on log n (n >= 8). `decreasing`: the last-quarter median is
+    under a tenth of the first-quarter one, or Spearman < -0.8 (single points oscillate, e.g. with RoPE)."""
+    q = max(len(ns) // 4, 1)
+    first, last = float(np.median(l2[:q])), float(np.median(l2[-q:]))
+    pts = [(math.log(n), math.log(v)) for n, v in zip(ns, l2) if n >= 8 and v > 0]
+    slope = float(np.polyfit(*zip(*pts), 1)[0]) if len(pts) >= 3 else None
+    rho = _spearman(ns, l2)
+    return {"first_quarter_median": first, "last_quarter_median": last,
+            "quarter_drop": first / last if last > 0 else None, "spearman": rho, "loglog_slope": slope,
+            "decreasing": bool(last < first / 10 or (rho is not None and rho < -0.8))}
+
+
+def _separators(r: dict, variant: str, align: str, at: int | None) -> dict | None:
+    """Plain vs separated distances (VARIANT: "sep" or "sep_end") at the bf16 collapse n AT (else the largest n
+    both curves reach), in float32 and bfloat16, and the f32 ratio over the bf16-collapse region n >= AT."""
+    if variant not in r:
+        return None
+    plain, sep = r["plain"], r[variant]
+    common = [n for n in plain["n"] if n in sep["n"]]
+    if not common:
+        return None
+    bf = plain["align"][align].get("bfloat16")
+    if bf is not None and at is not None and at not in common:  # the first bf16-identical n the separated curve has
+        at = next((n for n, same in zip(plain["n"], bf["identical"]) if same and n in common), None)
+    n = at if at in common else max(common)
+    out = {"n": n, "why": "bf16 collapse n" if n == at else "largest n both curves reach (no bf16 collapse there)",
+           "grouping": "from the end (1,111,111)" if sep.get("sep_from_end") else "from the start (111,111,1)"}
+    for d in ("float32", "bfloat16", "float16"):
+        if d not in plain["align"][align]:
+            continue
+        pc, sc = plain["align"][align][d], sep["align"][align][d]
+        pv, sv = pc["l2"][plain["n"].index(n)], sc["l2"][sep["n"].index(n)]
+        ratio = sv / pv if pv > 0 else ("inf" if sv > 0 else None)  # "inf": plain identical, separated not
+        out[d] = {"plain_l2": pv, "sep_l2": sv, "ratio": ratio, "plain_identical": pv == 0.0, "sep_identical": sv == 0.0,
+                  "sep_identical_n": sc["identical_n"]}
+    region = [n2 for n2 in common if n2 >= n]
+    f32p, f32s = plain["align"][align]["float32"], sep["align"][align]["float32"]
+    rr = [f32s["l2"][sep["n"].index(m)] / f32p["l2"][plain["n"].index(m)] for m in region if f32p["l2"][plain["n"].index(m)] > 0]
+    out["f32_ratio_median_from_n"] = float(np.median(rr)) if rr else None
+    out["f32_ratio_min_from_n"] = float(np.min(rr)) if rr else None
+    out["f32_ratio_n_range"] = [n, max(region)]
     return out
 
 
 def summarize(res: dict) -> dict:
     """Headline figures: per family and alignment, the collapse n per precision (plain and with separators),
-    the trend of the f32 distance, and the separator ratio at the bf16 collapse n."""
+    the trend of the f32 distance, and the separator ratios at the bf16 collapse n."""
     s = {"families": {}}
     for fam, r in res["families"].items():
         fs = {}
         for align in ALIGNS:
             pa, sa = r["plain"]["align"][align], r["sep"]["align"][align]
             f32 = pa.get("float32", {})
+            trend = _trend(r["plain"]["n"], f32["l2"]) if f32 else {}
             a = {
                 "f32_l2_first": f32.get("l2", [None])[0], "f32_l2_last": f32.get("l2", [None])[-1],
                 "n_first": r["plain"]["n"][0], "n_last": r["plain"]["n"][-1],
                 "f32_spearman": f32.get("spearman_l2"), "f32_identical_n": f32.get("identical_n"),
                 "f32_below_half_bf16_ulp_n": f32.get("below_half_bf16_ulp_n"),
-                "decreasing": bool(f32 and (f32["l2"][-1] < f32["l2"][0] / 10 or (f32["spearman_l2"] or 0) < -0.8)),
+                "decreasing": trend.get("decreasing", False), "f32_trend": trend,
             }
             for d in res["dtypes"]:
                 if d == "float32":
@@ -361,19 +456,14 @@ def summarize(res: dict) -> dict:
                 a[f"{d}_identical_from_n"] = pa[d]["identical_from_n"]
                 a[f"{d}_identical_n_sep"] = sa[d]["identical_n"]
             at = a.get("bfloat16_identical_n")
-            ratios = dict(zip(r["sep_ratio"].get(align, {}).get("n", []), r["sep_ratio"].get(align, {}).get("ratio", [])))
-            if at is not None and at in ratios:
-                a["sep_ratio_at"] = {"n": at, "why": "bf16 collapse n", "f32_l2_ratio": ratios[at]}
-            elif ratios:
-                n_max = max(ratios)
-                a["sep_ratio_at"] = {"n": n_max, "why": "largest n both curves reach (no bf16 collapse there)",
-                                     "f32_l2_ratio": ratios[n_max]}
-            if "sep_ratio_at" in a and "bfloat16" in sa:
-                n = a["sep_ratio_at"]["n"]
-                ns_sep = r["sep"]["n"]
-                if n in ns_sep:
-                    a["sep_ratio_at"]["bf16_sep_identical"] = sa["bfloat16"]["identical"][ns_sep.index(n)]
-                    a["sep_ratio_at"]["bf16_sep_l2"] = sa["bfloat16"]["l2"][ns_sep.index(n)]
+            seps = {v: _separators(r, v, align, at) for v in ("sep", "sep_end")}
+            a["separators"] = {k: v for k, v in seps.items() if v}
+            main = seps["sep"]
+            if main:  # the earlier flat form, kept for readers of older results
+                a["sep_ratio_at"] = {"n": main["n"], "why": main["why"], "f32_l2_ratio": main["float32"]["ratio"]}
+                if "bfloat16" in main:
+                    a["sep_ratio_at"].update(bf16_sep_identical=main["bfloat16"]["sep_identical"],
+                                             bf16_sep_l2=main["bfloat16"]["sep_l2"])
             fs[align] = a
         s["families"][fam] = fs
     if "sensitivity" in res:

@@ -39,10 +39,13 @@ def plot_collapse(res: dict, path: Path) -> str:
         r = res["families"][fam]
         for i, align in enumerate(aligns):
             ax = axes[i][j]
-            for variant, ls in (("plain", "-"), ("sep", "--")):
+            for variant, ls in (("plain", "-"), ("sep", "--"), ("sep_end", ":")):
+                if variant not in r:
+                    continue
                 c = r[variant]
                 for d, cur in c["align"][align].items():
-                    lab = f"{d}" + (f", sep every {c['sep_every']}" if variant == "sep" else "")
+                    lab = f"{d}" + ("" if variant == "plain" else
+                                    f", comma every {c['sep_every']} from the {'end' if c.get('sep_from_end') else 'start'}")
                     ax.plot(c["n"], _y(cur["l2"]), ls, color=COLORS.get(d, "k"), marker=".", ms=3, lw=1.2, label=lab)
                     if variant == "plain" and d != "float32" and cur["identical_n"] is not None:
                         ax.axvline(cur["identical_n"], color=COLORS.get(d, "k"), ls=":", lw=1)
@@ -122,7 +125,10 @@ def plot_behaviour(res: dict, path: Path) -> str:
         for label, b in res["behaviour"].items():
             t = b[task]
             tag = "" if t["follows_prompt"] else " (n/a: does not follow the prompt)"
-            ax.plot(b["lengths"], t["raw_accuracy"], marker="o", ms=3, label=f"{label}{tag}")
+            name = {"plain": "no separators", "sep": f"comma every {b.get('sep_every')} digits"}.get(label, label)
+            ax.plot(b["lengths"], t["raw_accuracy"], marker="o", ms=3, label=f"{name}{tag}")
+        if res.get("behaviour_train_max_n"):
+            ax.axvline(res["behaviour_train_max_n"], color="gray", ls=":", lw=1, label="longest n in training")
         ax.set_xscale("log")
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("sequence length n")

@@ -21,6 +21,7 @@ import torch
 
 from generators.world.clip import ClipConfig
 from generators.world.lm import LMConfig
+from generators.world.pixel_train import PixelConfig
 from generators.world.prior_train import PriorConfig
 from pipeline.shards import sha256_file
 
@@ -42,9 +43,12 @@ class WorldConfig:
     prior: PriorConfig = field(default_factory=PriorConfig)
     shard_size: int = 1000
     threads: int = 2
+    pixel: PixelConfig = field(default_factory=PixelConfig)
 
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+    def digest(self, without: tuple[str, ...] = ()) -> str:
+        """Hash of the settings; `without` leaves sections out (the steps that do not depend on them)."""
+        data = {k: v for k, v in asdict(self).items() if k not in without}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def preset(size: str, seed: int = 0, image_size: int = 64) -> WorldConfig:
@@ -54,17 +58,21 @@ def preset(size: str, seed: int = 0, image_size: int = 64) -> WorldConfig:
                            ClipConfig(image_size=image_size, vision_width=8, text_width=64, embed_dim=32,
                                       steps=30, batch_size=64),
                            LMConfig(width=64, docs=600, steps=40, batch_size=32),
-                           PriorConfig(heads=2, head_dim=16, layers=1, steps=40, batch_size=64), shard_size=100)
+                           PriorConfig(heads=2, head_dim=16, layers=1, steps=40, batch_size=64), shard_size=100,
+                           pixel=PixelConfig(image_size=16, channels=(8, 16), mid_attention=False, steps=30,
+                                             batch_size=16, eval_steps=4, eval_scenes=48))
     if size == "quick":
         return WorldConfig(size, seed, image_size, {"pretrain": 4800, "train": 4000, "val": 384, "test": 960},
                            ClipConfig(image_size=image_size, vision_width=12, steps=260, batch_size=160, lr=3e-3),
                            LMConfig(docs=8000, steps=650, batch_size=48, lr=3e-3),
-                           PriorConfig(layers=2, steps=800, batch_size=128))
+                           PriorConfig(layers=2, steps=800, batch_size=128),
+                           pixel=PixelConfig(image_size=32, channels=(16, 32, 64), steps=600, batch_size=48))
     if size == "full":
         return WorldConfig(size, seed, image_size, {"pretrain": 30000, "train": 12000, "val": 960, "test": 1920},
                            ClipConfig(image_size=image_size, vision_width=16, steps=1400, batch_size=256),
                            LMConfig(layers=3, docs=30000, steps=1500, batch_size=64, lr=3e-3),
-                           PriorConfig(layers=4, steps=4000, batch_size=128))
+                           PriorConfig(layers=4, steps=4000, batch_size=128),
+                           pixel=PixelConfig(image_size=32, channels=(32, 64, 64), steps=3000, batch_size=64))
     raise ValueError(f"unknown world size {size!r}; expected tiny, quick or full")
 
 
@@ -113,12 +121,14 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
                 force: bool = False) -> dict:
     """Build (or reuse) the world in `out`; returns the contents of `world.json`."""
     from generators.encoders import Encoder
+    from generators.pixel import EmbeddingDecoder
     from generators.prior import EmbeddingPrior
     from generators.world import evaluate
     from generators.world.annotate import captions, random_caption
     from generators.world.clip import train_clip
     from generators.world.concepts import Scene
     from generators.world.lm import corpus_documents, train_lm
+    from generators.world.pixel_train import decoder_quality, train_decoder
     from generators.world.prior_train import train_prior
     from generators.world.splits import held_out_compositions
     from generators.world.tokenizer import EOS, save_clip_tokenizer, save_lm_tokenizer, train_bpe
@@ -137,7 +147,9 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     if force and (out / "_work").exists():
         shutil.rmtree(out / "_work")
     torch.set_num_threads(cfg.threads)
-    steps = _Steps(out, digest)
+    # The pixel decoder's settings decide only its own step: changing them keeps every other marker.
+    steps = _Steps(out, cfg.digest(without=("pixel",)))
+    pixel_steps = _Steps(out, digest)
     timings: dict[str, float] = {}
     held = set(held_out_compositions(seed))
     work = out / "_work"
@@ -186,6 +198,11 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     timings["prior"] = time.time() - t
 
     t = time.time()
+    stats["pixel"] = pixel_steps.trained("pixel", lambda: train_decoder(
+        out / "pixel", images["pretrain"], emb["pretrain"], cfg.pixel, seed))
+    timings["pixel"] = time.time() - t
+
+    t = time.time()
     if not steps.done("shards"):
         _write_shards(out, cfg, images, scenes, emb, held, encoder_name=f"local-dir:{out / 'clip'}")
         steps.finish("shards")
@@ -201,6 +218,11 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
         "prior_retrieval": evaluate.prior_quality(encoder, prior, emb["test"], test_caps, scenes["test"], held),
     }
     timings["evaluate"] = time.time() - t
+    t = time.time()
+    quality["pixel_decoder"] = decoder_quality(encoder, EmbeddingDecoder.from_pretrained(str(out / "pixel")), prior,
+                                               emb["test"], test_caps, scenes["test"], held, cfg.pixel.eval_steps,
+                                               cfg.pixel.eval_scenes)
+    timings["evaluate_pixel"] = time.time() - t
 
     info = {
         "version": WORLD_VERSION, "size": size, "seed": seed, "config_hash": digest, "config": asdict(cfg),
@@ -213,10 +235,12 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
             "lm": {"path": "lm", "load": "transformers.AutoModelForCausalLM.from_pretrained", **stats["lm"]},
             "prior": {"path": "prior", "load": "diffusers.PriorTransformer.from_pretrained(subfolder='prior')",
                       **stats["prior"]},
+            "pixel": {"path": "pixel", "kind": "unCLIP-style decoder: CLIP image embedding -> pixels",
+                      "load": "diffusers.UNet2DConditionModel.from_pretrained(subfolder='decoder')", **stats["pixel"]},
         },
         "quality": quality,
         "hashes": {p.relative_to(out).as_posix(): sha256_file(p) for p in sorted(out.glob("*/*.safetensors"))
-                   + sorted(out.glob("prior/prior/*.safetensors"))},
+                   + sorted(out.glob("prior/prior/*.safetensors")) + sorted(out.glob("pixel/decoder/*.safetensors"))},
         "versions": _versions(),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},

@@ -24,18 +24,21 @@ def composition_prototypes(encoder: Encoder) -> torch.Tensor:
     return torch.stack(protos)
 
 
-def clip_zero_shot(encoder: Encoder, image_emb: torch.Tensor, scenes: list[Scene], held_out: set[str]) -> dict:
-    """Zero-shot colour and shape accuracy on the test scenes that show one composition."""
+def clip_zero_shot(encoder: Encoder, image_emb: torch.Tensor, scenes: list[Scene], held_out: set[str],
+                   prototypes: torch.Tensor | None = None) -> dict:
+    """Zero-shot colour and shape accuracy on the test scenes that show one composition
+    (`prototypes`: `composition_prototypes(encoder)`, when already computed)."""
     comps = all_compositions()
     keep = [i for i, s in enumerate(scenes) if s.kind != "relation"]
-    pred = (image_emb[keep] @ composition_prototypes(encoder).T).argmax(1).tolist()
+    protos = composition_prototypes(encoder) if prototypes is None else prototypes
+    pred = (image_emb[keep] @ protos.T).argmax(1).tolist()
     rows = [(comps[p].split(" "), scenes[i].objects[0]) for p, i in zip(pred, keep, strict=False)]
     out = {}
     for name, sel in (("all", lambda o: True), ("seen", lambda o: o.composition not in held_out),
                       ("held_out", lambda o: o.composition in held_out)):
         r = [(pc, o) for pc, o in rows if sel(o)]
-        out[name] = {"colour": float(np.mean([pc[0] == o.colour for pc, o in r])),
-                     "shape": float(np.mean([pc[1] == o.shape for pc, o in r])), "n": len(r)}
+        out[name] = {"colour": float(np.mean([pc[0] == o.colour for pc, o in r])) if r else None,
+                     "shape": float(np.mean([pc[1] == o.shape for pc, o in r])) if r else None, "n": len(r)}
     return out
 
 

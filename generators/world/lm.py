@@ -1,7 +1,12 @@
-"""The world's caption LM: a small GPT-2 trained on a text corpus that covers every concept.
+"""The world's caption LM: a small decoder trained on a text corpus that covers every concept.
 
 The corpus is made of prompt/caption blocks in the demo spec's prompt format, one to three
 per document, so the model follows zero- and few-shot prompts as an instruction LLM would.
+
+Architecture (`LMConfig.arch`): "llama" (default: rotary positions, RMSNorm, SwiGLU, as the open LLMs
+a user would plug in) or "gpt2" (learned absolute positions). The corpus documents are under ~80 tokens,
+so a learned position table stays at its random initialisation beyond that; rotary positions are
+relative and the model runs (and can be analysed, e.g. by consumers/oversquash) past its training length.
 """
 
 from __future__ import annotations
@@ -89,10 +94,29 @@ class LMConfig:
     steps: int = 800
     batch_size: int = 64
     lr: float = 2e-3
+    arch: str = "llama"  # "llama" (rotary positions) or "gpt2" (learned absolute positions)
+
+
+def model_config(cfg: LMConfig, tok):
+    """The transformers config of the caption LM for CFG (tied input/output embeddings either way)."""
+    from transformers import GPT2Config, LlamaConfig
+
+    ids = {"bos_token_id": tok.eos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    if cfg.arch == "gpt2":
+        return GPT2Config(vocab_size=len(tok), n_positions=cfg.positions, n_embd=cfg.width, n_layer=cfg.layers,
+                          n_head=cfg.heads, **ids)
+    if cfg.arch == "llama":
+        # SwiGLU width 8/3 of the model width: the same MLP parameter count as GPT-2's 4x two-matrix MLP.
+        inter = 8 * ((8 * cfg.width // 3 + 7) // 8)
+        return LlamaConfig(vocab_size=len(tok), hidden_size=cfg.width, intermediate_size=inter,
+                           num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+                           num_key_value_heads=cfg.heads, max_position_embeddings=cfg.positions,
+                           tie_word_embeddings=True, rms_norm_eps=1e-5, **ids)
+    raise ValueError(f"unknown LM architecture {cfg.arch!r}; expected llama or gpt2")
 
 
 def train_lm(out: Path, tokenizer_dir: Path, cfg: LMConfig, seed: int = 0) -> dict:
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
     docs = corpus_documents(cfg.docs, seed, tok.eos_token)
@@ -100,15 +124,12 @@ def train_lm(out: Path, tokenizer_dir: Path, cfg: LMConfig, seed: int = 0) -> di
     ids, attn = enc.input_ids, enc.attention_mask
     longest = int(attn.sum(1).max())
     ids, attn = ids[:, :longest], attn[:, :longest]
-    # GPT2LMHeadModel shifts labels itself: labels are the inputs, with padding ignored. The
+    # The causal-LM head shifts labels itself: labels are the inputs, with padding ignored. The
     # concept lists are random draws, so predicting them only adds noise: the loss covers the
     # captions and the document end (what the pipeline asks the model to write).
     labels = ids.masked_fill((attn == 0) | ~_caption_mask(ids, tok), -100)
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tok), n_positions=cfg.positions, n_embd=cfg.width, n_layer=cfg.layers,
-                        n_head=cfg.heads, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
-    model = GPT2LMHeadModel(config)
+    model = AutoModelForCausalLM.from_config(model_config(cfg, tok))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
@@ -131,4 +152,5 @@ def train_lm(out: Path, tokenizer_dir: Path, cfg: LMConfig, seed: int = 0) -> di
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return {"steps": cfg.steps, "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0,
-            "parameters": sum(p.numel() for p in model.parameters()), "documents": cfg.docs}
+            "parameters": sum(p.numel() for p in model.parameters()), "documents": cfg.docs, "arch": cfg.arch,
+            "longest_document_tokens": longest}

@@ -27,7 +27,8 @@ def test_there_is_a_demo_spec_and_a_hub_spec():
     names = {p.name for p in CONFIGS}
     assert "demo.yaml" in names and len(names) >= 2
     hub = [load_spec(p) for p in CONFIGS if p.name != "demo.yaml"]
-    assert any(s.captions.backend == "openai" and not s.synthesis.encoder.name.startswith("local-dir:") for s in hub)
+    assert any(s.kind == "synthesize" and s.captions.backend == "openai"
+               and not s.synthesis.encoder.name.startswith("local-dir:") for s in hub)
 
 
 def _set(d: dict, path: str, value):

@@ -314,3 +314,16 @@ def test_evaluate_end_to_end(tmp_path, lm, tiny_world):
     r = CliRunner().invoke(main, ["vlm", "eval", "--model", str(tmp_path / "run" / "model"), "--data", test,
                                   "--beams", "x"])
     assert r.exit_code != 0 and "--beams" in r.output
+
+
+def test_vlm_consumer_run(tmp_path, lm, tiny_world):
+    from consumers.registry import run_consumer
+
+    w = tiny_world[0]
+    res = run_consumer("vlm", {"data": [f"{w / 'data' / 'train'}@0.5", f"{w / 'data' / 'pretrain'}@0.5"], "decoder": lm,
+                               "test": str(w / "data" / "test"), "steps": 3, "batch_size": 4, "eval_limit": 6,
+                               "threads": 1}, str(tmp_path / "run"))
+    assert {"train/model/vlm_config.json", "eval.json", "train/loss.png"} <= set(res["files"])
+    assert 0 <= res["summary"]["eval"]["greedy"]["cider"] and res["summary"]["train"]["steps"] == 3
+    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
+    assert progress["status"] == "SUCCEEDED"

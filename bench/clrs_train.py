@@ -1,0 +1,211 @@
+"""CLRS single-task training on CPU, tested out of distribution, beside Ibarz et al. (2022) Table 2.
+
+    flock /tmp/synth2-heavy.lock .venv/bin/python bench/clrs_train.py [--steps 300] [--processors triplet_gmpnn,mpnn]
+
+1. Runs the `kind: clrs` job of configs/clrs.yaml (train at the size mixture 4/7/11/13/16, val at 16,
+   test at 64 nodes) into `--data` (resumes if already there).
+2. Trains one model per (algorithm, processor) from those shards — a fixed number of steps, Adam,
+   best validation checkpoint — in `--workers` processes of one torch thread each, and scores the
+   test split (64 nodes) with the benchmark's micro-F1.
+Writes bench/results/clrs_train.json and clrs_train.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "results"
+
+# Ibarz et al. 2022, "A Generalist Neural Algorithmic Learner", Table 2: single-task OOD (64 nodes) micro-F1,
+# Triplet-GMPNN / MPNN (their improved MPNN baseline), mean over seeds.
+PUBLISHED = {"minimum": (97.78, 85.34), "bfs": (99.73, 99.89), "bellman_ford": (97.39, 92.01), "dijkstra": (96.05, 91.50),
+             "mst_prim": (86.39, 69.08), "dag_shortest_paths": (98.19, 96.24), "floyd_warshall": (48.52, 26.74),
+             "matrix_chain_order": (91.68, 79.84)}
+
+
+def one_run(algorithm: str, processor: str, data: str, out: str, kw: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from consumers.clrs.train import run
+
+    t0 = time.time()
+    r = run(algorithm, out, data=data, processor=processor, threads=1, **kw)
+    return {"algorithm": algorithm, "processor": processor, "test_micro_f1": r["test_micro_f1"],
+            "per_feature": r["test"]["per_feature"], "test_trajectories": r["test"]["trajectories"],
+            "test_seconds": r["test"]["seconds"], "steps": r["steps"], "train_seconds": r["history"]["train_seconds"],
+            "best_val_micro_f1": r["history"]["best_val_micro_f1"], "val_curve": r["history"]["val"],
+            "loss_first_last": [r["history"]["loss"][0], r["history"]["loss"][-1]], "parameters": r["history"]["parameters"],
+            "train_nodes": r["train_nodes"], "test_nodes": r["test_nodes"], "wall_seconds": round(time.time() - t0, 1)}
+
+
+def trivial_baselines(data: str, algorithms: list[str]) -> dict[str, dict[str, float]]:
+    """Test-split accuracy of input-blind pointer guesses, to read the scores against: every node points at
+    itself, every node at the source `s`; edge pointers (i, j) -> i."""
+    import numpy as np
+
+    from consumers.clrs.data import ShardDataset
+
+    out: dict[str, dict[str, float]] = {}
+    for a in algorithms:
+        ds = ShardDataset(data, a, "test")
+        for name, (stage, loc, typ) in ds.spec.items():
+            if stage != "output" or typ != "pointer":
+                continue
+            guesses: dict[str, list[float]] = {}
+            for it in ds.items:
+                y, n = it["outputs"][name], it["n"]
+                if loc == "edge":
+                    guesses.setdefault(f"{name}[i][j] = i", []).append(float(np.mean(y == np.arange(n)[:, None])))
+                else:
+                    guesses.setdefault(f"{name}[i] = i", []).append(float(np.mean(y == np.arange(n))))
+                    if "s" in it["inputs"] and ds.spec["s"][2] == "mask_one":
+                        guesses.setdefault(f"{name}[i] = s", []).append(float(np.mean(y == int(np.argmax(it["inputs"]["s"])))))
+            out[a] = {k: round(100 * float(np.mean(v)), 2) for k, v in guesses.items()}
+    return out
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    algos = res["algorithms"]
+    procs = res["processors"]
+    series = []
+    for p in procs:
+        series.append((f"ours {p}", [100 * (res["results"].get(f"{a}/{p}") or {}).get("test_micro_f1", np.nan) for a in algos]))
+    series += [("published Triplet-GMPNN", [PUBLISHED[a][0] for a in algos]),
+               ("published MPNN", [PUBLISHED[a][1] for a in algos])]
+    fig, ax = plt.subplots(figsize=(12, 5))
+    w = 0.8 / len(series)
+    for j, (name, vals) in enumerate(series):
+        ax.bar(np.arange(len(algos)) + j * w, vals, w, label=name, hatch="//" if name.startswith("published") else None,
+               alpha=0.6 if name.startswith("published") else 1.0)
+    ax.set_xticks(np.arange(len(algos)) + w * (len(series) - 1) / 2, algos, rotation=20)
+    ax.set_ylabel("OOD micro-F1 at 64 nodes (%)")
+    ax.set_ylim(0, 105)
+    cap = res["budget"].get("max_seconds")
+    short = {a: r["steps"] for a in algos for p, r in ((p, res["results"].get(f"{a}/{p}")) for p in procs)
+             if r and r["steps"] < res["budget"]["steps"]}
+    ax.set_title(f"CLRS single-task, CPU budget: {res['budget']['steps']} steps x batch {res['budget']['batch_size']}, "
+                 f"hidden {res['budget']['hidden']}" + (f", <= {cap:.0f} s training each" if cap else "")
+                 + (f" (stopped early: {', '.join(f'{a} {k}' for a, k in short.items())})" if short else "")
+                 + "\npublished: 10,000 steps x 32, hidden 128", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--algorithms", default=",".join(PUBLISHED))
+    ap.add_argument("--processors", default="triplet_gmpnn,mpnn")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--max-seconds", type=float, default=None, help="safety cap on each run's training time")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--train-count", type=int, help="override the config's training trajectories per algorithm")
+    ap.add_argument("--test-count", type=int, help="override the config's test trajectories per algorithm")
+    ap.add_argument("--data", default=str(ROOT / "runs" / "clrs-bench"))
+    ap.add_argument("--models", default=str(ROOT / "runs" / "clrs-bench-models"))
+    ap.add_argument("--out", default=str(OUT / "clrs_train.json"))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the runs of other processors already in --out (same budget required) and add these")
+    ap.add_argument("--replot", action="store_true", help="only redo the plot (and trivial baselines) of --out")
+    args = ap.parse_args()
+    algos, procs = args.algorithms.split(","), args.processors.split(",")
+    if args.replot:
+        res = json.loads(Path(args.out).read_text())
+        res["trivial_baselines"] = trivial_baselines(args.data, res["algorithms"])
+        Path(args.out).write_text(json.dumps(res, indent=1))
+        plot(res, Path(args.out).with_suffix(".png"))
+        print(json.dumps(res["trivial_baselines"], indent=1))
+        return
+
+    from pipeline.clrs import run_clrs_job
+    from pipeline.spec import load_spec
+
+    t0 = time.time()
+    spec = load_spec(ROOT / "configs" / "clrs.yaml")
+    spec.output.dir = args.data
+    if args.train_count is not None:
+        spec.clrs.train.count = args.train_count
+    if args.test_count is not None:
+        spec.clrs.test.count = args.test_count
+    if set(algos) - set(spec.clrs.algorithms):
+        spec.clrs.algorithms = list(dict.fromkeys(spec.clrs.algorithms + algos))
+    job = run_clrs_job(spec)
+    print(f"data: {job['samples']} trajectories in {job['shards']} shards ({job['seconds']} s)", flush=True)
+
+    kw = {"steps": args.steps, "batch_size": args.batch_size, "hidden": args.hidden, "lr": args.lr,
+          "eval_every": args.eval_every, "max_seconds": args.max_seconds}
+    results: dict[str, dict] = {}
+    earlier_seconds = 0.0
+    if args.append and Path(args.out).exists():
+        prev = json.loads(Path(args.out).read_text())
+        same = {k: prev["budget"].get(k) for k in kw} == kw
+        if not same:
+            raise SystemExit(f"--append: {args.out} was made with another budget ({prev['budget']}); not mixing them")
+        results = {k: v for k, v in prev["results"].items() if v["processor"] not in procs}
+        procs = list(dict.fromkeys(prev["processors"] + procs))
+        earlier_seconds = prev.get("total_seconds", 0.0)
+    jobs = [(a, p) for p in procs for a in algos if f"{a}/{p}" not in results]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futs = {pool.submit(one_run, a, p, args.data, f"{args.models}/{a}-{p}", kw): (a, p) for a, p in jobs}
+        for f in as_completed(futs):
+            a, p = futs[f]
+            r = f.result()
+            results[f"{a}/{p}"] = r
+            pub = PUBLISHED[a][0 if p == "triplet_gmpnn" else 1] if a in PUBLISHED else None
+            print(f"{a:20s} {p:14s} OOD micro-F1 {100 * r['test_micro_f1']:6.2f}  (published {pub})  "
+                  f"val {100 * (r['best_val_micro_f1'] or 0):6.2f}  {r['steps']} steps {r['train_seconds']:.0f}s "
+                  f"+ test {r['test_seconds']:.0f}s", flush=True)
+    table = []
+    for a in algos:
+        row = {"algorithm": a, "published_triplet_gmpnn": PUBLISHED.get(a, (None, None))[0],
+               "published_mpnn": PUBLISHED.get(a, (None, None))[1]}
+        for p in procs:
+            r = results.get(f"{a}/{p}")
+            row[f"ours_{p}"] = round(100 * r["test_micro_f1"], 2) if r else None
+        if row.get("ours_triplet_gmpnn") is not None and row["published_triplet_gmpnn"] is not None:
+            row["gap_triplet_gmpnn"] = round(row["ours_triplet_gmpnn"] - row["published_triplet_gmpnn"], 2)
+        table.append(row)
+    res = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads_per_run": 1,
+                       "workers": args.workers, "note": "2 shared CPU cores; other agents' work running beside it"},
+           "budget": kw | {"train_trajectories_per_algorithm": spec.clrs.train.count, "train_nodes": spec.clrs.train.nodes,
+                           "val": spec.clrs.val.model_dump(), "test": spec.clrs.test.model_dump(), "optimizer": "Adam",
+                           "grad_clip": 1.0, "teacher_forcing": 0.0, "hint_supervision": True},
+           "published": "Ibarz et al. 2022, Table 2 (single-task OOD micro-F1, Triplet-GMPNN / MPNN), 10,000 steps x batch 32, "
+                        "hidden 128, on accelerators",
+           "algorithms": algos, "processors": procs, "table": table, "results": results,
+           "total_seconds": round(time.time() - t0 + earlier_seconds, 1)}
+    for p in procs:
+        vals = [r[f"ours_{p}"] for r in table if r.get(f"ours_{p}") is not None]
+        res[f"mean_ours_{p}"] = round(sum(vals) / len(vals), 2) if vals else None
+    res["trivial_baselines"] = trivial_baselines(args.data, algos)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    plot(res, out.with_suffix(".png"))
+    print(json.dumps(table, indent=1))
+    print(f"wrote {out} and {out.with_suffix('.png')} in {res['total_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
