@@ -7,7 +7,9 @@
 2. Trains one model per (algorithm, processor) from those shards — a fixed number of steps, Adam,
    best validation checkpoint — in `--workers` processes of one torch thread each, and scores the
    test split (64 nodes) with the benchmark's micro-F1.
-Writes bench/results/clrs_train.json and clrs_train.png.
+Writes bench/results/clrs_train.json and clrs_train.png. The JSON keeps one entry per budget under `runs`
+(label "<steps> steps x <batch>, <batching> batches"), so a longer run sits beside the earlier ones;
+`latest` names the last one written.
 """
 
 from __future__ import annotations
@@ -32,6 +34,22 @@ PUBLISHED = {"minimum": (97.78, 85.34), "bfs": (99.73, 99.89), "bellman_ford": (
              "matrix_chain_order": (91.68, 79.84)}
 
 
+def budget_label(steps: int, batch_size: int, batching: str) -> str:
+    return f"{steps} steps x {batch_size}, {batching} batches"
+
+
+def load_runs(path: Path) -> dict:
+    """The runs file; a file from before budgets were kept apart becomes the one run it holds."""
+    if not path.exists():
+        return {"runs": {}, "latest": None}
+    d = json.loads(path.read_text())
+    if "runs" in d:
+        return d
+    b = d["budget"]
+    label = budget_label(b["steps"], b["batch_size"], b.get("batching", "mixed"))
+    return {"runs": {label: d}, "latest": label}
+
+
 def one_run(algorithm: str, processor: str, data: str, out: str, kw: dict) -> dict:
     import torch
 
@@ -43,9 +61,14 @@ def one_run(algorithm: str, processor: str, data: str, out: str, kw: dict) -> di
     return {"algorithm": algorithm, "processor": processor, "test_micro_f1": r["test_micro_f1"],
             "per_feature": r["test"]["per_feature"], "test_trajectories": r["test"]["trajectories"],
             "test_seconds": r["test"]["seconds"], "steps": r["steps"], "train_seconds": r["history"]["train_seconds"],
-            "best_val_micro_f1": r["history"]["best_val_micro_f1"], "val_curve": r["history"]["val"],
+            "best_val_micro_f1": r["history"]["best_val_micro_f1"], "best_val_step": _best_step(r["history"]["val"]),
+            "val_curve": r["history"]["val"],
             "loss_first_last": [r["history"]["loss"][0], r["history"]["loss"][-1]], "parameters": r["history"]["parameters"],
             "train_nodes": r["train_nodes"], "test_nodes": r["test_nodes"], "wall_seconds": round(time.time() - t0, 1)}
+
+
+def _best_step(val: list[dict]) -> int | None:
+    return max(val, key=lambda v: v["micro_f1"])["step"] if val else None
 
 
 def trivial_baselines(data: str, algorithms: list[str]) -> dict[str, dict[str, float]]:
@@ -74,21 +97,23 @@ def trivial_baselines(data: str, algorithms: list[str]) -> dict[str, dict[str, f
     return out
 
 
-def plot(res: dict, path: Path) -> None:
+def plot(runs: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    res = runs["runs"][runs["latest"]]
     algos = res["algorithms"]
-    procs = res["processors"]
     series = []
-    for p in procs:
-        series.append((f"ours {p}", [100 * (res["results"].get(f"{a}/{p}") or {}).get("test_micro_f1", np.nan) for a in algos]))
+    for label, r in runs["runs"].items():
+        for p in r["processors"]:
+            series.append((f"ours {p}, {label}", [100 * (r["results"].get(f"{a}/{p}") or {}).get("test_micro_f1", np.nan)
+                                                 for a in algos]))
     series += [("published Triplet-GMPNN", [PUBLISHED[a][0] for a in algos]),
                ("published MPNN", [PUBLISHED[a][1] for a in algos])]
-    fig, ax = plt.subplots(figsize=(12, 5))
+    fig, ax = plt.subplots(figsize=(14, 5.5))
     w = 0.8 / len(series)
     for j, (name, vals) in enumerate(series):
         ax.bar(np.arange(len(algos)) + j * w, vals, w, label=name, hatch="//" if name.startswith("published") else None,
@@ -96,14 +121,16 @@ def plot(res: dict, path: Path) -> None:
     ax.set_xticks(np.arange(len(algos)) + w * (len(series) - 1) / 2, algos, rotation=20)
     ax.set_ylabel("OOD micro-F1 at 64 nodes (%)")
     ax.set_ylim(0, 105)
-    cap = res["budget"].get("max_seconds")
-    short = {a: r["steps"] for a in algos for p, r in ((p, res["results"].get(f"{a}/{p}")) for p in procs)
-             if r and r["steps"] < res["budget"]["steps"]}
-    ax.set_title(f"CLRS single-task, CPU budget: {res['budget']['steps']} steps x batch {res['budget']['batch_size']}, "
-                 f"hidden {res['budget']['hidden']}" + (f", <= {cap:.0f} s training each" if cap else "")
-                 + (f" (stopped early: {', '.join(f'{a} {k}' for a, k in short.items())})" if short else "")
-                 + "\npublished: 10,000 steps x 32, hidden 128", fontsize=10)
-    ax.legend(fontsize=8)
+    lines = []
+    for label, r in runs["runs"].items():
+        cap = r["budget"].get("max_seconds")
+        short = {f"{a}/{p}": x["steps"] for a in algos for p in r["processors"]
+                 if (x := r["results"].get(f"{a}/{p}")) and x["steps"] < r["budget"]["steps"]}
+        lines.append(f"{label}, hidden {r['budget']['hidden']}" + (f", <= {cap:.0f} s training each" if cap else "")
+                     + (f" (stopped early: {', '.join(f'{k} {v}' for k, v in short.items())})" if short else ""))
+    ax.set_title("CLRS single-task on 2 shared CPU cores\n" + "\n".join(lines)
+                 + "\npublished: 10,000 steps x 32, hidden 128", fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -117,6 +144,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batching", choices=["mixed", "by_size"], default="by_size",
+                    help="by_size: each batch one node count (as the CLRS trainer); mixed: padded to the largest")
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--max-seconds", type=float, default=None, help="safety cap on each run's training time")
     ap.add_argument("--workers", type=int, default=2)
@@ -126,15 +155,18 @@ def main() -> None:
     ap.add_argument("--models", default=str(ROOT / "runs" / "clrs-bench-models"))
     ap.add_argument("--out", default=str(OUT / "clrs_train.json"))
     ap.add_argument("--append", action="store_true",
-                    help="keep the runs of other processors already in --out (same budget required) and add these")
+                    help="keep the runs of other processors already in --out under this budget and add these")
     ap.add_argument("--replot", action="store_true", help="only redo the plot (and trivial baselines) of --out")
     args = ap.parse_args()
     algos, procs = args.algorithms.split(","), args.processors.split(",")
+    runs = load_runs(Path(args.out))
     if args.replot:
-        res = json.loads(Path(args.out).read_text())
+        if not runs["runs"]:
+            raise SystemExit(f"--replot: {args.out} has no runs")
+        res = runs["runs"][runs["latest"]]
         res["trivial_baselines"] = trivial_baselines(args.data, res["algorithms"])
-        Path(args.out).write_text(json.dumps(res, indent=1))
-        plot(res, Path(args.out).with_suffix(".png"))
+        Path(args.out).write_text(json.dumps(runs, indent=1))
+        plot(runs, Path(args.out).with_suffix(".png"))
         print(json.dumps(res["trivial_baselines"], indent=1))
         return
 
@@ -154,14 +186,15 @@ def main() -> None:
     print(f"data: {job['samples']} trajectories in {job['shards']} shards ({job['seconds']} s)", flush=True)
 
     kw = {"steps": args.steps, "batch_size": args.batch_size, "hidden": args.hidden, "lr": args.lr,
-          "eval_every": args.eval_every, "max_seconds": args.max_seconds}
+          "eval_every": args.eval_every, "max_seconds": args.max_seconds, "batching": args.batching}
+    label = budget_label(args.steps, args.batch_size, args.batching)
     results: dict[str, dict] = {}
     earlier_seconds = 0.0
-    if args.append and Path(args.out).exists():
-        prev = json.loads(Path(args.out).read_text())
-        same = {k: prev["budget"].get(k) for k in kw} == kw
+    if args.append and label in runs["runs"]:
+        prev = runs["runs"][label]
+        same = {k: prev["budget"].get(k, "mixed" if k == "batching" else None) for k in kw} == kw
         if not same:
-            raise SystemExit(f"--append: {args.out} was made with another budget ({prev['budget']}); not mixing them")
+            raise SystemExit(f"--append: {args.out} holds {label!r} with another budget ({prev['budget']}); not mixing them")
         results = {k: v for k, v in prev["results"].items() if v["processor"] not in procs}
         procs = list(dict.fromkeys(prev["processors"] + procs))
         earlier_seconds = prev.get("total_seconds", 0.0)
@@ -201,8 +234,11 @@ def main() -> None:
     res["trivial_baselines"] = trivial_baselines(args.data, algos)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    plot(res, out.with_suffix(".png"))
+    runs = load_runs(out)  # re-read: keep whatever else was written meanwhile
+    runs["runs"][label] = res
+    runs["latest"] = label
+    out.write_text(json.dumps(runs, indent=1))
+    plot(runs, out.with_suffix(".png"))
     print(json.dumps(table, indent=1))
     print(f"wrote {out} and {out.with_suffix('.png')} in {res['total_seconds']} s")
 

@@ -12,11 +12,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from consumers.clrs.data import Collate
 from consumers.clrs.evaluate import evaluate
@@ -29,19 +29,51 @@ def build_model(spec: dict, example: dict, config: ModelConfig | None = None) ->
     return EPD(spec, config or ModelConfig(), categories_of(spec, example))
 
 
+class SizeBuckets(Sampler[list[int]]):
+    """Batches of one node count each (as the CLRS reference trainer draws them): every epoch shuffles the
+    trajectories of each size, cuts them into batches and shuffles the batch order. Padding to the largest
+    graph of a mixed batch is what makes a step cost; a batch of 4-node graphs costs a fraction of a 16-node one."""
+
+    def __init__(self, sizes: list[int], batch_size: int, generator: torch.Generator) -> None:
+        self.groups: dict[int, list[int]] = {}
+        for i, n in enumerate(sizes):
+            self.groups.setdefault(int(n), []).append(i)
+        self.batch_size, self.gen = batch_size, generator
+
+    def _batches(self) -> list[list[int]]:
+        out = []
+        for idx in self.groups.values():
+            perm = [idx[j] for j in torch.randperm(len(idx), generator=self.gen).tolist()]
+            out += [perm[k:k + self.batch_size] for k in range(0, len(perm), self.batch_size)]
+        return [out[j] for j in torch.randperm(len(out), generator=self.gen).tolist()]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return sum(math.ceil(len(g) / self.batch_size) for g in self.groups.values())
+
+
 def train(algorithm: str, train_ds: Dataset, val_ds: Dataset | None, *, config: ModelConfig | None = None,
           steps: int = 1000, batch_size: int = 32, lr: float = 1e-3, grad_clip: float = 1.0, seed: int = 0,
-          eval_every: int = 100, max_seconds: float | None = None,
+          eval_every: int = 100, max_seconds: float | None = None, batching: str = "mixed",
           progress: Callable[[int, int, dict], None] | None = None) -> tuple[EPD, dict]:
     """Train on `train_ds` for `steps` batches (or until `max_seconds`); keep the weights with the best
-    validation micro-F1. Returns the model and a history dict."""
+    validation micro-F1. `batching`: "mixed" (uniform batches, padded to the largest graph) or "by_size"
+    (each batch one node count, `SizeBuckets`). Returns the model and a history dict."""
+    if batching not in ("mixed", "by_size"):
+        raise ValueError(f"batching must be 'mixed' or 'by_size', not {batching!r}")
     torch.manual_seed(seed)
     spec = train_ds.spec
     model = build_model(spec, train_ds[0], config)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, collate_fn=Collate(spec), generator=gen,
-                        drop_last=len(train_ds) > batch_size)
+    if batching == "by_size":
+        sizes = [int(train_ds[i]["n"]) for i in range(len(train_ds))]
+        loader = DataLoader(train_ds, batch_sampler=SizeBuckets(sizes, batch_size, gen), collate_fn=Collate(spec))
+    else:
+        loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, collate_fn=Collate(spec), generator=gen,
+                            drop_last=len(train_ds) > batch_size)
     hist: dict = {"loss": [], "val": [], "steps": 0}
     best, best_state = -math.inf, None
     t0 = time.time()
@@ -75,7 +107,7 @@ def train(algorithm: str, train_ds: Dataset, val_ds: Dataset | None, *, config: 
     if best_state is not None:
         model.load_state_dict(best_state)
     hist |= {"best_val_micro_f1": None if best_state is None else best, "train_seconds": round(time.time() - t0, 2),
-             "parameters": num_parameters(model), "batch_size": batch_size, "lr": lr, "seed": seed}
+             "parameters": num_parameters(model), "batch_size": batch_size, "lr": lr, "seed": seed, "batching": batching}
     model.eval()
     return model, hist
 
@@ -116,14 +148,14 @@ def datasets(algorithm: str, data: str | None, *, train_count: int = 1000, train
 def run(algorithm: str, out: str | Path, *, data: str | None = None, processor: str = "triplet_gmpnn", hidden: int = 128,
         steps: int = 1000, batch_size: int = 32, lr: float = 1e-3, teacher_forcing: float = 0.0, seed: int = 0,
         eval_every: int = 100, max_seconds: float | None = None, test_batch_size: int = 4, threads: int | None = None,
-        progress: Callable[[int, int, dict], None] | None = None, **split_kw) -> dict:
+        batching: str = "mixed", progress: Callable[[int, int, dict], None] | None = None, **split_kw) -> dict:
     """Train on one algorithm, pick the best validation checkpoint, test OOD; save model + results.json."""
     if threads:
         torch.set_num_threads(threads)
     tr, va, te = datasets(algorithm, data, seed=seed, **split_kw)
     cfg = ModelConfig(processor=processor, hidden=hidden, teacher_forcing=teacher_forcing)
     model, hist = train(algorithm, tr, va, config=cfg, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                        eval_every=eval_every, max_seconds=max_seconds, progress=progress)
+                        eval_every=eval_every, max_seconds=max_seconds, batching=batching, progress=progress)
     test = evaluate(model, te, batch_size=test_batch_size)
     result = {"algorithm": algorithm, "processor": processor, "hidden": hidden, "steps": hist["steps"],
               "test_micro_f1": test["micro_f1"], "test": test, "history": hist,

@@ -170,6 +170,30 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
     assert r1["micro_f1"] == r2["micro_f1"] and r1["trajectories"] == 16
 
 
+def test_size_buckets_give_one_node_count_per_batch_and_cover_every_trajectory():
+    from consumers.clrs.train import SizeBuckets
+
+    sizes = [4, 7, 4, 11, 7, 4, 11, 11, 4, 7, 16]
+    sampler = SizeBuckets(sizes, 3, torch.Generator().manual_seed(0))
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 2 + 1 + 1 + 1  # 4 fours, 3 sevens, 3 elevens, 1 sixteen
+    assert all(len({sizes[i] for i in b}) == 1 and len(b) <= 3 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(len(sizes)))
+    epochs = [list(sampler) for _ in range(5)]
+    assert any(e != batches for e in epochs)  # reshuffled each epoch
+
+
+def test_training_with_size_buckets_runs_and_records_it():
+    from consumers.clrs.train import train
+
+    ds = SamplerDataset("minimum", 8, [4, 6], seed=0)
+    _, hist = train("minimum", ds, None, config=ModelConfig(processor="mpnn", hidden=16), steps=3, batch_size=4,
+                    batching="by_size")
+    assert hist["steps"] == 3 and hist["batching"] == "by_size" and len(hist["loss"]) == 3
+    with pytest.raises(ValueError, match="batching"):
+        train("minimum", ds, None, steps=1, batching="sorted")
+
+
 def test_scores_on_hand_made_predictions():
     spec = {"p": ("output", "node", "pointer"), "m": ("output", "node", "mask"), "o": ("output", "node", "mask_one"),
             "c": ("output", "node", "categorical"), "x": ("output", "graph", "scalar"), "h": ("hint", "node", "mask")}
