@@ -332,6 +332,9 @@ def spec_hash(spec: JobSpec) -> str:
     exclude: dict = {"resources": True, "output": {"dir"}}
     if spec.synthesis is not None and spec.synthesis.space == "embedding":  # unused there: hashes stay as before
         exclude["synthesis"] = set(PIXEL_FIELDS)
+    for section in ("clrs", "consumer"):  # sections added after version 1 shipped: absent, they leave hashes as they were
+        if getattr(spec, section) is None:
+            exclude[section] = True
     data = spec.model_dump(mode="json", exclude=exclude)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

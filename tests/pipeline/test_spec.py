@@ -166,3 +166,11 @@ def test_cli_schema_is_json_schema():
     assert r.returncode == 0
     assert {"version", "name", "output"} <= set(schema["required"])
     assert schema["additionalProperties"] is False
+
+
+def test_demo_spec_hash_is_stable_across_releases():
+    # Output directories are keyed by the spec hash: a release that changed it would stop every existing job
+    # from resuming. New optional sections (clrs, consumer, the pixel fields) must leave old specs' hashes alone.
+    from pipeline.spec import spec_hash
+
+    assert spec_hash(load_spec(ROOT / "configs" / "demo.yaml")).startswith("7e0df69dc1e9")
