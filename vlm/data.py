@@ -201,9 +201,8 @@ def loader(sources: list[Source], batch_size: int, seed: int = 0, shuffle_buffer
                       persistent_workers=num_workers > 0)
 
 
-def read_all(url: str) -> list[dict]:
-    """Every sample of a source once, in manifest order (evaluation), decoded; png kept when present."""
-    out = []
+def iter_source(url: str) -> Iterator[dict]:
+    """Every sample of a source once, in manifest order, decoded; `png` kept when present."""
     for u in shard_urls(url):
         with _open(u) as f:
             files = wds.tariterators.tar_file_expander([{"url": u, "stream": f}])
@@ -211,5 +210,9 @@ def read_all(url: str) -> list[dict]:
                 s = decode(raw)
                 if "png" in raw:
                     s["png"] = raw["png"]
-                out.append(s)
-    return out
+                yield s
+
+
+def read_all(url: str) -> list[dict]:
+    """Every sample of a source (evaluation)."""
+    return list(iter_source(url))

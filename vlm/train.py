@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import shutil
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlm.data import Source, loader, shard_urls
+from vlm.data import Source, iter_source, loader
 from vlm.model import SynthVLM, VLMConfig
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def probe_sources(sources: list[Source]) -> tuple[int, str | None]:
     """(embedding dim, encoder name) from the first sample of the first source; all sources must agree on dim."""
     dims, encoder = set(), None
     for s in sources:
-        first = next(_first_sample(s.url))
+        first = next(iter_source(s.url))
         dims.add(first["emb"].shape[-1])
         meta = first["meta"]
         enc = meta.get("encoder") or meta.get("generator", {}).get("encoder")
@@ -117,18 +116,6 @@ def probe_sources(sources: list[Source]) -> tuple[int, str | None]:
     if len(dims) != 1:
         raise ValueError(f"sources disagree on the embedding dimension: {sorted(dims)}")
     return dims.pop(), encoder
-
-
-def _first_sample(url: str):
-    import webdataset as wds
-
-    from vlm.data import _open, decode
-
-    u = shard_urls(url)[0]
-    with _open(u) as f:
-        for raw in wds.tariterators.group_by_keys(wds.tariterators.tar_file_expander([{"url": u, "stream": f}])):
-            yield decode(raw)
-            return
 
 
 def build_model(cfg: TrainConfig, dim: int, encoder: str | None) -> SynthVLM:
@@ -359,15 +346,10 @@ def train_ray(cfg: TrainConfig, num_workers: int = 2, use_gpu: bool = False, add
 
 
 def _absolute(ref: str) -> str:
-    """Local paths made absolute for Ray workers (whose working directory differs); URLs and hub ids kept."""
-    path, sep, w = ref.rpartition("@") if "@" in ref and not ref.startswith("http") else (ref, "", "")
-    p = Path(path)
-    if p.exists():
-        return str(p.resolve()) + (sep + w if sep else "")
-    return ref
-
-
-def throughput(result_metrics: Path) -> float:
-    rows = [json.loads(ln) for ln in result_metrics.read_text().splitlines() if ln.strip()]
-    rates = [r["samples_per_s"] for r in rows[1:]] or [r["samples_per_s"] for r in rows]
-    return float(np.median(rates)) if rates else math.nan
+    """Local paths made absolute for Ray workers (whose working directory differs); URLs and hub ids kept.
+    Sources keep their @WEIGHT."""
+    src = Source.parse(ref)
+    p = Path(src.url)
+    if not p.exists():
+        return ref
+    return str(p.resolve()) + (f"@{src.weight}" if src.url != ref else "")
