@@ -38,6 +38,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from consumers.reads import ReadsFrom, reads  # noqa: F401 -- the path marker; serve/policy.py walks it
+
 log = logging.getLogger("synth2.consumers")
 
 # Modules that call `register` when imported.
