@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 SPEC_VERSION = 1
+# The most caption requests (concepts x per_concept) or CLRS trajectories one spec may ask for: no spec can make a
+# process grow without limit. The service sets a tighter bound of its own (SYNTH2_MAX_REQUESTS_PER_JOB).
+MAX_REQUESTS = int(os.environ.get("SYNTH2_SPEC_MAX_REQUESTS", 10_000_000))
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `true` and "20" are not integers, "1.5" is not a number (JSON and YAML give real numbers)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -271,6 +277,13 @@ class JobSpec(Strict):
     output: Output
     resources: Resources = Field(default_factory=Resources)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # True == 1 to Python, not to a spec
+            raise ValueError("must be the integer 1")
+        return v
+
     @model_validator(mode="after")
     def _sections_for_kind(self) -> JobSpec:
         need = {"synthesize": ("concepts", "captions", "synthesis"), "embed": ("input",), "clrs": ("clrs",),
@@ -278,7 +291,22 @@ class JobSpec(Strict):
         missing = [s for s in need if getattr(self, s) is None]
         if missing:
             raise ValueError(f"kind '{self.kind}' needs section(s): {', '.join(missing)}")
+        if (n := requests(self)) > MAX_REQUESTS:
+            field, what = (("captions.per_concept", "len(concepts.items) x captions.per_concept")
+                           if self.kind == "synthesize" else ("clrs", "(train + val + test counts) x algorithms"))
+            raise PydanticCustomError("too_many_requests", "{what} = {n} requests, over the limit of {limit} per spec "
+                                      "(SYNTH2_SPEC_MAX_REQUESTS); split the job",
+                                      {"field": field, "what": what, "n": n, "limit": MAX_REQUESTS})
         return self
+
+
+def requests(spec: JobSpec) -> int:
+    """What a spec asks the pipeline to make: caption requests (synthesize), trajectories (clrs), else 0."""
+    if spec.kind == "synthesize" and spec.concepts and spec.captions:
+        return len(spec.concepts.items) * spec.captions.per_concept
+    if spec.kind == "clrs" and spec.clrs:
+        return len(spec.clrs.algorithms) * sum(s.count for s in (spec.clrs.train, spec.clrs.val, spec.clrs.test))
+    return 0
 
 
 class SpecError(ValueError):
@@ -290,13 +318,26 @@ class SpecError(ValueError):
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    """At most 80 characters of a value, without serialising more than a few of its items (an input may be huge)."""
+    text = json.dumps(_head(value), default=str) if not isinstance(value, str) else repr(value[:100])
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _head(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _head(v, depth + 1) for k, v in list(value.items())[:8]} if depth < 3 else "{...}"
+    if isinstance(value, (list, tuple)):
+        return [_head(v, depth + 1) for v in value[:8]] if depth < 3 else "[...]"
+    return value[:100] if isinstance(value, str) else value
 
 
 def format_errors(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
+        ctx = e.get("ctx") or {}
+        if "field" in ctx:  # a rule over several fields, named by the validator (the request bound)
+            lines.append(f"{ctx['field']}: {e['msg']} (got {ctx['n']})")
+            continue
         path = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {msg} (got {_short(e.get('input'))})")
