@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from consumers.registry import ConsumerParams, Progress, register
+from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
 
-SourceRef = Annotated[str, Field(min_length=1, max_length=2000)]
+SourceRef = Annotated[str, Field(min_length=1, max_length=2000), ReadsFrom("data", weighted=True)]
 
 
 class VLMParams(ConsumerParams):
@@ -21,8 +21,8 @@ class VLMParams(ConsumerParams):
     data: list[SourceRef] = Field(min_length=1, max_length=16, description=(
         "Training sources: shard directories or URLs on the service's machine, or service job URLs "
         "(http(s)://host/v1/jobs/ID, read with SYNTH2_API_KEY), each with an optional @WEIGHT."))
-    decoder: str = Field(min_length=1, max_length=500, description="Causal LM: path or hub id.")
-    test: str | None = Field(None, min_length=1, max_length=2000,
+    decoder: Annotated[str, ReadsFrom("model")] = Field(min_length=1, max_length=500, description="Causal LM: path or hub id.")
+    test: Annotated[str | None, ReadsFrom("data")] = Field(None, min_length=1, max_length=2000,
                              description="Test shards with real images and references (default: no evaluation).")
     steps: int = Field(500, ge=1, le=1_000_000)
     batch_size: int = Field(64, ge=1, le=4096)

@@ -4,19 +4,20 @@ point as `synth2 clrs train` (`consumers.clrs.train.run`). Light at import time:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from consumers.registry import ConsumerParams, Progress, register
+from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
 
 
 class ClrsParams(ConsumerParams):
     """Single-task CLRS training (encode-process-decode), tested out of distribution."""
 
     algorithm: str = Field(min_length=1, max_length=100, description="A CLRS-30 algorithm (generators/clrs).")
-    data: str | None = Field(None, max_length=2000, description="Output directory of a `kind: clrs` job; "
-                                                              "without it trajectories come straight from the samplers.")
+    data: Annotated[str | None, ReadsFrom("data")] = Field(
+        None, max_length=2000, description="Output directory of a `kind: clrs` job; "
+                                                     "without it trajectories come straight from the samplers.")
     processor: Literal["triplet_gmpnn", "mpnn", "pgn"] = "triplet_gmpnn"
     hidden: int = Field(128, ge=8, le=1024)
     steps: int = Field(1000, ge=1, le=1_000_000)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from consumers.registry import ConsumerParams, Progress, register
+from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 Family = Literal["ones", "digits_run", "copy_last"]
@@ -25,7 +25,7 @@ def _listify(v):
 class OversquashParams(ConsumerParams):
     """Representational collapse and over-squashing of a causal LM ("Transformers need glasses!")."""
 
-    model: str = Field(min_length=1, max_length=500,
+    model: Annotated[str, ReadsFrom("model")] = Field(min_length=1, max_length=500,
                        description="Causal LM: a directory on the service's machine, or a hub id (AutoModelForCausalLM).")
     sep_every: int = Field(3, ge=1, le=64, description="Separator (comma) every K digits for the 'glasses' curves.")
     max_len: int | None = Field(None, ge=8, le=131_072, description="Longest sequence in tokens (default: the model's).")
