@@ -11,6 +11,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import torch
 
@@ -128,6 +129,7 @@ class OpenAICaptioner:
                  temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 48, concurrency: int = 8,
                  timeout_s: float = 60.0, max_retries: int = 3, backoff_s: float = 0.5) -> None:
         self.endpoint, self.model, self.api = endpoint.rstrip("/"), model, api
+        self._host = urlsplit(self.endpoint).netloc.rpartition("@")[2]  # what errors name (never userinfo or a body)
         key = os.environ.get(api_key_env, "") if api_key_env else ""
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
@@ -162,15 +164,16 @@ class OpenAICaptioner:
                 try:
                     r = await client.post(url, json=self._body(prompt, seed), headers=self.headers)
                     if r.status_code < 500 and r.status_code != 429:
-                        if r.status_code >= 400:
-                            raise CaptionBackendError(f"{url} refused the request: HTTP {r.status_code} {r.text[:200]}")
+                        if r.status_code >= 400:  # status and host only: the job's error is shown to every key
+                            raise CaptionBackendError(f"the caption server at {self._host} refused the request: "
+                                                      f"HTTP {r.status_code}")
                         try:
                             return self._parse(r.json())
                         except ValueError:
                             return Completion("", False, error="bad_response")
                     last = f"HTTP {r.status_code}"
-                except httpx.ConnectError as e:
-                    raise CaptionBackendError(f"cannot reach the caption server at {self.endpoint}: {e}") from e
+                except httpx.ConnectError:
+                    raise CaptionBackendError(f"cannot reach the caption server at {self._host}") from None
                 except httpx.TimeoutException:
                     last = "timeout"
                 if attempt < self.max_retries:
