@@ -186,6 +186,7 @@ def test_http_source_reads_a_service_job(tmp_path, monkeypatch):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/jobs/j1"
         monkeypatch.setenv("SYNTH2_API_KEY", "secret")
+        monkeypatch.setenv("SYNTH2_URL", f"http://127.0.0.1:{server.server_address[1]}")  # the key goes there only
         assert shard_urls(url) == [f"{url}/shards/s-00000{i}.tar" for i in range(3)]
         assert [s["key"] for s in read_all(url)] == [s["key"] for s in read_all(str(d))]
         monkeypatch.setenv("SYNTH2_API_KEY", "wrong")
