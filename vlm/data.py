@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import random
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,15 +64,28 @@ def _is_http(url: str) -> bool:
     return url.startswith(("http://", "https://"))
 
 
-def _auth_headers() -> dict[str, str]:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    u = urllib.parse.urlsplit(url)
+    return u.scheme, (u.hostname or "").lower(), u.port or {"http": 80, "https": 443}.get(u.scheme)
+
+
+def _auth_headers(url: str) -> dict[str, str]:
+    """SYNTH2_API_KEY, only for the service SYNTH2_URL names (default http://127.0.0.1:8000): a data URL
+    elsewhere never receives it."""
     key = os.environ.get("SYNTH2_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    service = os.environ.get("SYNTH2_URL") or "http://127.0.0.1:8000"
+    return {"Authorization": f"Bearer {key}"} if key and _origin(url) == _origin(service) else {}
 
 
 def _open(url: str):
     if _is_http(url):
-        req = urllib.request.Request(url, headers=_auth_headers())
-        return urllib.request.urlopen(req, timeout=60)  # noqa: S310 - http(s) only, checked above
+        req = urllib.request.Request(url)
+        for k, v in _auth_headers(url).items():
+            req.add_unredirected_header(k, v)  # a redirect (to another host) does not carry the key
+        try:
+            return urllib.request.urlopen(req, timeout=60)  # noqa: S310 - http(s) only, checked above
+        except urllib.error.HTTPError as e:  # status and host only, never the body
+            raise OSError(f"{_origin(url)[1]} answered HTTP {e.code} for {urllib.parse.urlsplit(url).path}") from None
     return Store(os.path.dirname(url) or ".").open(os.path.basename(url), "rb") if "://" in url else open(url, "rb")
 
 
