@@ -193,7 +193,7 @@ def test_cli_report_on_a_job_dir_writes_into_it(job, tmp_path):
 def test_cli_report_on_a_read_only_job_dir_or_with_out_writes_elsewhere(job, tmp_path, monkeypatch):
     out, _ = job
     before = (out / "report.html").stat().st_mtime_ns
-    monkeypatch.setattr("synth2.cli._writable_dir", lambda path: False)
+    monkeypatch.setattr("synth2.cli_report._writable_dir", lambda path: False)
     res, made = _run(["report", str(out)], tmp_path)
     assert res.exit_code == 0, res.output
     assert set(made) == {"report.html"} and "wrote report.html" in res.stdout
