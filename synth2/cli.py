@@ -188,6 +188,10 @@ from synth2.cli_clrs import clrs as _clrs  # noqa: E402
 
 main.add_command(_clrs)
 
+from synth2.cli_eea import eea as _eea  # noqa: E402
+
+main.add_command(_eea)
+
 
 if __name__ == "__main__":
     main()
