@@ -1,0 +1,485 @@
+"""Job-wide caption selection that scales: exact dedup by a hash group-by, near-duplicate removal
+SemDeDup-style (k-means on a seeded sample, greedy within each cluster in index order), and
+balancing from per-concept counts with a seeded keep rule.
+
+Every step is a *kernel* on a batch that holds whole groups (every row of a text hash, of a
+cluster, of a concept signature): it sorts its rows by caption index and decides from them alone.
+The Ray Data version (`select_ray`) runs the kernels in `map_batches` and `groupby().map_groups()`;
+the plain version (`select_local`) runs the same kernels on the job's arrays. So the kept set
+depends only on the spec and the captions, never on the number of workers, blocks or batches.
+The driver holds small tables only: a seeded sample (<= `sample_size` embeddings) for k-means
+and one count per concept signature.
+
+Near duplicates are removed within a caption's cluster: a pair split across two clusters is
+missed. `bench/dedup_scale.py` measures recall and precision against the exact greedy method
+(`pipeline.selection.dedup`) on planted near duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from pipeline.prompts import derive_seed
+from pipeline.selection import ConceptMatcher, normalise_text
+
+log = logging.getLogger(__name__)
+
+SEP = "\x1f"  # joins a caption's sorted concepts into its signature
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    exact: bool = True
+    threshold: float = 0.98  # cosine >= threshold is a near duplicate; 1.0 turns near-dup removal off
+    method: str = "cap"  # balance: none, cap, target
+    cap: int | None = None
+    target: tuple[tuple[str, float], ...] | None = None
+    seed: int = 0
+    concepts: tuple[str, ...] = ()
+    cluster_size: int = 2000  # mean captions per k-means cluster
+    sample_size: int = 50_000  # captions k-means is trained on
+    kmeans_iters: int = 10
+    exact_buckets: int = 64  # text-hash buckets of the exact group-by (does not change the result)
+    partitions: int = 8  # Ray hash-shuffle partitions of each group-by (does not change the result)
+    block: int = 1024  # rows per block of the within-cluster greedy (does not change the result)
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_spec(cls, spec, **overrides) -> SelectionConfig:
+        b = spec.scoring.balance
+        return cls(exact=spec.scoring.exact_dedup, threshold=spec.scoring.near_dup_threshold, method=b.method,
+                   cap=b.cap, target=tuple(sorted(b.target.items())) if b.target else None,
+                   seed=spec.captions.sampling.seed, concepts=tuple(spec.concepts.items), **overrides)
+
+    @property
+    def near(self) -> bool:
+        return self.threshold < 1.0
+
+
+@dataclass
+class Selection:
+    keep: np.ndarray  # int64 kept caption indices, ascending
+    matched: np.ndarray  # JSON list of matched bank concepts per kept caption
+    nearest: np.ndarray  # float32 highest cosine to an earlier kept caption of its cluster (-1: none)
+    stats: dict
+
+    def to_npz_dict(self) -> dict[str, np.ndarray]:
+        return {"keep": self.keep, "matched": self.matched, "nearest": self.nearest}
+
+
+# ---------------------------------------------------------------- hashing
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def unit_hash(salt: str, seed: int, index: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per caption index, from (salt, seed, index) only."""
+    base = np.uint64(derive_seed(salt, seed))
+    x = _splitmix64(_splitmix64(np.asarray(index).astype(np.uint64)) ^ base)
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def text_key(texts) -> np.ndarray:
+    """64-bit hash of each caption's normalised text (int64, for group-bys)."""
+    return np.array([_key(normalise_text(str(t))) for t in texts], dtype=np.int64)
+
+
+# ---------------------------------------------------------------- kernels (whole groups in, same rows out)
+
+
+def _take(batch: Mapping[str, np.ndarray], sel) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v)[sel] for k, v in batch.items()}
+
+
+def _by_index(batch: Mapping[str, np.ndarray], *keys: str) -> dict[str, np.ndarray]:
+    """The batch's rows sorted by (keys..., index): a group's order never depends on how it arrived."""
+    cols = [np.asarray(batch["index"])] + [np.asarray(batch[k]) for k in reversed(keys)]
+    return _take(batch, np.lexsort(cols))
+
+
+def _concept_lists(col) -> list[list[str]]:
+    """A column of concept lists, each a JSON string (parsed once per distinct string) or a sequence."""
+    memo: dict[str, list[str]] = {}
+    out = []
+    for v in col:
+        if isinstance(v, str):
+            if v not in memo:
+                memo[v] = json.loads(v) if v.startswith("[") else [v]
+            out.append(memo[v])
+        else:
+            out.append([str(c) for c in v])
+    return out
+
+
+def _key(norm: str) -> int:
+    return int.from_bytes(hashlib.blake2b(norm.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def prepare_kernel(batch: Mapping[str, np.ndarray], concepts: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Valid captions only, with their text hash, matched bank concepts and balancing signature."""
+    valid = np.array([str(d) == "" for d in batch["drop"]], dtype=bool)
+    b = _take(batch, valid)
+    matcher = ConceptMatcher.for_bank(concepts)
+    texts = [str(t) for t in b["caption"]]
+    norms = [normalise_text(t) for t in texts]
+    matched = [matcher.match_normalised(t) for t in norms]
+    sigs = [SEP.join(sorted(set(m or p))) for m, p in zip(matched, _concept_lists(b["prompt_concepts"]), strict=True)]
+    emb = np.asarray(b["text_emb"])
+    return {"index": np.asarray(b["index"], dtype=np.int64), "caption": np.array(texts, dtype=object),
+            "text_key": np.array([_key(t) for t in norms], dtype=np.int64),
+            "matched": np.array([json.dumps(m) for m in matched], dtype=object),
+            "signature": np.array(sigs, dtype=object), "text_emb": emb.reshape(len(texts), -1)}
+
+
+def exact_kernel(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Whole text-hash groups in; the first caption (in index order) of each normalised text is kept,
+    the rest flagged `exact_dup`. Equal hashes are checked on the text itself."""
+    b = _by_index(batch, "text_key")
+    keys = b["text_key"]
+    n = len(keys)
+    dup = np.zeros(n, dtype=bool)
+    if n:
+        same = np.r_[False, keys[1:] == keys[:-1]]
+        dup[same] = True  # a later row of its hash group
+        starts = np.nonzero(~same)[0]
+        ends = np.r_[starts[1:], n]
+        for g in np.nonzero(ends - starts > 1)[0]:  # a hash collision must not merge different texts
+            seen: set[str] = set()
+            for j in range(starts[g], ends[g]):
+                t = normalise_text(str(b["caption"][j]))
+                dup[j] = t in seen
+                seen.add(t)
+    b["exact_dup"] = dup
+    return b
+
+
+def fit_centroids(sample: np.ndarray, k: int, seed: int, iters: int) -> np.ndarray:
+    """Spherical k-means (seeded init from the sample, Lloyd iterations): unit centroids [k, d]."""
+    x = sample.astype(np.float32)
+    k = max(1, min(k, len(x)))
+    rng = np.random.default_rng(derive_seed("kmeans", seed))
+    c = x[np.sort(rng.choice(len(x), size=k, replace=False))].copy()
+    x64 = x.astype(np.float64)
+    for _ in range(iters):
+        a = np.concatenate([np.argmax(x[s:s + 8192] @ c.T, axis=1) for s in range(0, len(x), 8192)])
+        onehot = sparse.csr_matrix((np.ones(len(x)), (a, np.arange(len(x)))), shape=(k, len(x)))
+        sums = onehot @ x64
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        ok = norms[:, 0] > 0  # an empty cluster keeps its centroid
+        c[ok] = (sums[ok] / norms[ok]).astype(np.float32)
+    return c
+
+
+def _assign(x: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
+    c = centroids.astype(np.float64)
+    out = np.empty(len(x), dtype=np.int32)
+    for s in range(0, len(x), block):  # float64: a near tie cannot flip with the batch's shape
+        out[s:s + block] = np.argmax(x[s:s + block].astype(np.float64) @ c.T, axis=1)
+    return out
+
+
+def assign_kernel(batch: Mapping[str, np.ndarray], centroids: np.ndarray) -> dict[str, np.ndarray]:
+    b = dict(batch)
+    b["cluster"] = _assign(np.asarray(b["text_emb"]).reshape(len(b["index"]), -1), centroids)
+    return b
+
+
+def greedy_near(emb: np.ndarray, threshold: float, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Exact greedy over rows in index order: keep a row unless an earlier kept row has cosine >=
+    `threshold`. Returns (keep, each row's highest cosine to an earlier kept row, -1 if none)."""
+    e = np.asarray(emb, dtype=np.float32)  # a cluster's blocks have the same shapes in every run
+    n, d = e.shape if e.ndim == 2 else (len(e), 0)
+    keep = np.zeros(n, dtype=bool)
+    nearest = np.full(n, -1.0, dtype=np.float32)
+    kept = np.zeros((0, d), dtype=np.float32)
+    for s in range(0, n, block):
+        b = e[s:s + block]
+        m = len(b)
+        best_prior = (b @ kept.T).max(axis=1) if len(kept) else np.full(m, -1.0, dtype=np.float32)
+        sims = b @ b.T
+        earlier = np.tri(m, k=-1, dtype=bool)
+        adj = earlier & (sims >= threshold)
+        kb = best_prior < threshold
+        for j in np.nonzero(kb & adj.any(axis=1))[0]:  # only rows with an earlier neighbour in the block
+            kb[j] = not (adj[j, :j] & kb[:j]).any()
+        best_in = np.where(earlier & kb[None, :], sims, np.float32(-np.inf)).max(axis=1, initial=-1.0)
+        nearest[s:s + m] = np.maximum(best_prior, best_in)
+        keep[s:s + m] = kb
+        kept = np.concatenate([kept, b[kb]])
+    return keep, nearest
+
+
+def near_kernel(batch: Mapping[str, np.ndarray], threshold: float, block_rows: int = 1024) -> dict[str, np.ndarray]:
+    """Whole clusters in; each cluster's captions deduplicated greedily in index order. The
+    embeddings and texts are left behind (what follows needs neither)."""
+    b = _by_index(batch, "cluster")
+    n = len(b["index"])
+    keep = np.ones(n, dtype=bool)
+    nearest = np.full(n, -1.0, dtype=np.float32)
+    emb = np.asarray(b["text_emb"]).reshape(n, -1)
+    cl = b["cluster"]
+    bounds = np.r_[0, np.nonzero(cl[1:] != cl[:-1])[0] + 1, n] if n else np.array([0])
+    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+        keep[s:e], nearest[s:e] = greedy_near(emb[s:e], threshold, block_rows)
+    return {"index": b["index"], "matched": b["matched"], "signature": b["signature"], "nearest": nearest,
+            "near_dup": ~keep}
+
+
+def balance_kernel(batch: Mapping[str, np.ndarray], quota: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:
+    """Whole signature groups in; a group keeps its `quota[signature]` captions with the lowest
+    seeded hash of (seed, index). Returns only the kept rows."""
+    b = dict(batch)
+    b["u"] = unit_hash("balance", seed, b["index"])
+    b = _by_index(b, "signature", "u")
+    sig = b["signature"]
+    n = len(sig)
+    keep = np.zeros(n, dtype=bool)
+    bounds = np.r_[0, np.nonzero(sig[1:] != sig[:-1])[0] + 1, n] if n else np.array([0])
+    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+        keep[s:s + int(quota.get(str(sig[s]), e - s))] = True
+    out = _take(b, keep)
+    return {"index": out["index"], "matched": out["matched"], "nearest": out["nearest"]}
+
+
+# ---------------------------------------------------------------- balancing from counts
+
+
+def concept_counts(sig_counts: Mapping[str, int]) -> dict[str, int]:
+    counts: Counter = Counter()
+    for sig, n in sig_counts.items():
+        for c in sig.split(SEP) if sig and n else []:
+            counts[c] += n
+    return dict(counts)
+
+
+def balance_quotas(sig_counts: Mapping[str, int], method: str, cap: int | None = None,
+                   target: Mapping[str, float] | None = None) -> tuple[dict[str, int], dict]:
+    """Captions to keep per concept signature, from the signature counts alone. `cap`: a caption
+    is kept at rate min over its concepts of t / count(concept), t = `cap` or the median count
+    (MetaCLIP); `target`: keep rates fitted so that concept shares match `target`
+    (concepts absent from `target` get share 0). Returns (quota per signature, info for stats)."""
+    sigs = {s: int(n) for s, n in sig_counts.items()}
+    counts = concept_counts(sigs)
+    info: dict = {}
+    if method == "none" or not sigs:
+        return sigs, info
+    if method == "cap":
+        t = cap if cap is not None else int(np.median(list(counts.values()))) if counts else 1
+        info["cap"] = t
+        p = {s: min((min(t / counts[c], 1.0) for c in s.split(SEP)), default=1.0) if s else 1.0 for s in sigs}
+    elif method == "target":
+        p, info = _target_rates(sigs, counts, dict(target or {}))
+    else:
+        raise ValueError(f"unknown balance method {method!r}; expected none, cap or target")
+    return {s: int(np.floor(p[s] * n + 0.5)) for s, n in sigs.items()}, info
+
+
+def _target_rates(sigs: dict[str, int], counts: dict[str, int], target: dict[str, float]) -> tuple[dict, dict]:
+    """Per-signature keep rates q_S = min(1, min over its concepts of f_c), with the per-concept
+    factors f fitted (multiplicatively, a few hundred steps) so that kept concept counts are
+    proportional to the target shares. Captions naming a concept outside the target are dropped."""
+    missing = sorted(c for c, s in target.items() if s > 0 and counts.get(c, 0) == 0)
+    live = {c: s for c, s in target.items() if s > 0 and counts.get(c, 0) > 0}
+    info = {"target_missing": missing}
+    if not live:
+        return {s: 0.0 for s in sigs}, info
+    total = sum(live.values())
+    share = {c: s / total for c, s in live.items()}
+    names = sorted(share)
+    pos = {c: i for i, c in enumerate(names)}
+    d = np.array([share[c] for c in names])
+    usable = [s for s in sigs if s and all(c in pos for c in s.split(SEP))]
+    members = [np.array([pos[c] for c in s.split(SEP)]) for s in usable]
+    n = np.array([sigs[s] for s in usable], dtype=np.float64)
+    avail = np.array([counts[c] for c in names], dtype=np.float64)
+    f = d * min(avail / d) / avail  # the single-concept answer: exact when no caption names two concepts
+
+    def rates(f: np.ndarray) -> np.ndarray:
+        return np.array([min(1.0, f[m].min()) for m in members])
+
+    for _ in range(300):
+        q = rates(f)
+        kept = np.zeros(len(names))
+        for m, qs, ns in zip(members, q, n, strict=True):
+            kept[m] += qs * ns
+        ratio = np.maximum(kept, 1e-12) / d
+        level = np.exp(np.sum(d * np.log(ratio)))
+        if np.max(np.abs(ratio / level - 1)) < 1e-4:
+            break
+        f *= np.sqrt(level / ratio)
+    q = dict(zip(usable, rates(f), strict=True))
+    return {s: float(q.get(s, 0.0)) for s in sigs}, info
+
+
+def balance_stats(sig_counts: Mapping[str, int], quota: Mapping[str, int], method: str, info: dict,
+                  target: Mapping[str, float] | None) -> dict:
+    before = concept_counts(sig_counts)
+    after_sig = {s: min(int(quota.get(s, n)), n) for s, n in sig_counts.items()}
+    after = concept_counts(after_sig)
+    n0, n1 = sum(sig_counts.values()), sum(after_sig.values())
+    out = {"method": method, "before": n0, "after": n1, "dropped": n0 - n1,
+           "dropped_fraction": round((n0 - n1) / n0, 4) if n0 else 0.0, **info}
+    if method == "target" and target:
+        live = {c: s for c, s in target.items() if s > 0}
+        tot_t, tot_a = sum(live.values()), sum(after.get(c, 0) for c in live) or 1
+        out["target_shares"] = {c: round(s / tot_t, 4) for c, s in sorted(live.items())}
+        out["achieved_shares"] = {c: round(after.get(c, 0) / tot_a, 4) for c in sorted(live)}
+    if method != "none" and n0 and (n0 - n1) / n0 > 0.5:
+        log.warning("balancing (%s) dropped %d of %d captions (%.0f%%)", method, n0 - n1, n0, 100 * (n0 - n1) / n0)
+    return {"before": before, "after": after, "balance": out}
+
+
+# ---------------------------------------------------------------- plain executor
+
+
+def _sample_rows(index: np.ndarray, n: int, cfg: SelectionConfig) -> np.ndarray:
+    p = min(1.0, cfg.sample_size / max(n, 1))
+    return unit_hash("kmeans-sample", cfg.seed, index) < p
+
+
+def n_clusters(n: int, cfg: SelectionConfig) -> int:
+    return max(1, int(np.ceil(n / cfg.cluster_size)))
+
+
+def _stats(requested: int, drops: Mapping[str, int], valid: int, exact_removed: int, near_removed: int,
+           after_dedup: int, after_balance: int, cfg: SelectionConfig, near_info: dict, bal: dict) -> dict:
+    return {"requested": int(requested), "dropped": dict(drops), "valid": int(valid),
+            "duplicates_removed": {k: int(v) for k, v in (("exact_duplicate", exact_removed),
+                                                           ("near_duplicate", near_removed)) if v},
+            "after_dedup": int(after_dedup), "after_balance": int(after_balance), "balance_method": cfg.method,
+            "concept_counts_before_balance": bal["before"], "concept_counts_after_balance": bal["after"],
+            "balance": bal["balance"], "near_dup": near_info}
+
+
+def select_local(cap: Mapping[str, np.ndarray], cfg: SelectionConfig) -> Selection:
+    """The whole selection in this process (the plain-loop executor), kernel by kernel."""
+    requested = len(cap["index"])
+    drops = Counter(str(d) for d in cap["drop"] if str(d))
+    rows = prepare_kernel(cap, cfg.concepts)
+    valid = len(rows["index"])
+    exact_removed = 0
+    if cfg.exact:
+        rows = exact_kernel(rows)
+        exact_removed = int(rows["exact_dup"].sum())
+        rows = _take(rows, ~rows.pop("exact_dup"))
+    n = len(rows["index"])
+    k = n_clusters(n, cfg) if n else 1
+    if n:
+        s = _sample_rows(rows["index"], n, cfg)
+        order = np.argsort(rows["index"][s], kind="stable")
+        centroids = fit_centroids(np.asarray(rows["text_emb"])[s][order], k, cfg.seed, cfg.kmeans_iters)
+        rows = assign_kernel(rows, centroids)
+        k = len(centroids)
+    else:
+        rows["cluster"] = np.zeros(0, dtype=np.int32)
+    near_info = {"method": "semdedup", "clusters": int(k), "sample": int(min(n, cfg.sample_size)),
+                 "threshold": cfg.threshold, "enabled": cfg.near}
+    rows = near_kernel(rows, cfg.threshold if cfg.near else np.inf, cfg.block)
+    near_removed = int(rows["near_dup"].sum())
+    rows = _take(rows, ~rows.pop("near_dup"))
+    sig_counts = Counter(str(s) for s in rows["signature"])
+    quota, info = balance_quotas(sig_counts, cfg.method, cfg.cap, dict(cfg.target or ()))
+    bal = balance_stats(sig_counts, quota, cfg.method, info, dict(cfg.target or ()))
+    kept = balance_kernel(rows, quota, cfg.seed)
+    order = np.argsort(kept["index"], kind="stable")
+    kept = _take(kept, order)
+    stats = _stats(requested, drops, valid, exact_removed, near_removed, len(rows["index"]), len(kept["index"]),
+                   cfg, near_info, bal)
+    return Selection(kept["index"].astype(np.int64), kept["matched"].astype(str),
+                     kept["nearest"].astype(np.float32), stats)
+
+
+# ---------------------------------------------------------------- Ray Data
+
+
+def _drop_col(batch: Mapping[str, np.ndarray], col: str) -> dict[str, np.ndarray]:
+    keep = ~np.asarray(batch[col], dtype=bool)
+    return {k: np.asarray(v)[keep] for k, v in batch.items() if k != col}
+
+
+def _bucket(batch: Mapping[str, np.ndarray], buckets: int) -> dict[str, np.ndarray]:
+    return {**batch, "bucket": (np.asarray(batch["text_key"]).view(np.uint64) % np.uint64(buckets)).astype(np.int64)}
+
+
+def _sample_kernel(batch: Mapping[str, np.ndarray], n: int, cfg: SelectionConfig) -> dict[str, np.ndarray]:
+    s = _sample_rows(batch["index"], n, cfg)
+    emb = np.asarray(batch["text_emb"])
+    return {"index": np.asarray(batch["index"])[s], "text_emb": emb.reshape(len(batch["index"]), -1)[s]}
+
+
+def _count_rows(batch: Mapping[str, np.ndarray], cols: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-block counts of each distinct value of `cols` (summed in the driver: small tables only)."""
+    c = Counter(zip(*(np.asarray(batch[k]).tolist() for k in cols), strict=True))
+    return {**{k: np.array([key[j] for key in c], dtype=object) for j, k in enumerate(cols)},
+            "n": np.array(list(c.values()), dtype=np.int64)}
+
+
+def _counts(ds, *cols: str) -> Counter:
+    total: Counter = Counter()
+    for b in ds.map_batches(_count_rows, fn_kwargs={"cols": cols}, batch_format="numpy").iter_batches(
+            batch_size=None, batch_format="numpy"):
+        for *key, n in zip(*(b[k] for k in cols), b["n"], strict=True):
+            total[tuple(key) if len(key) > 1 else key[0]] += int(n)
+    return total
+
+
+def select_ray(ds, cfg: SelectionConfig):
+    """The selection as Ray Data operations. `ds` has columns index, caption, drop, text_emb,
+    prompt_concepts; returns (dataset of kept rows: index, matched, nearest — unordered, stats).
+    Only small tables reach the driver: drop-reason counts, the k-means sample, signature counts."""
+    drop_counts = _counts(ds.select_columns(["drop"]), "drop")
+    requested = sum(drop_counts.values())
+    drops = {str(k): v for k, v in drop_counts.items() if str(k)}
+    valid = requested - sum(drops.values())
+    rows = ds.map_batches(prepare_kernel, fn_kwargs={"concepts": cfg.concepts}, batch_format="numpy")
+    if cfg.exact:
+        rows = (rows.map_batches(_bucket, fn_kwargs={"buckets": cfg.exact_buckets}, batch_format="numpy")
+                .groupby("bucket", num_partitions=cfg.partitions).map_groups(exact_kernel, batch_format="numpy")
+                .map_batches(_drop_col, fn_kwargs={"col": "exact_dup"}, batch_format="numpy")
+                .drop_columns(["bucket"]))
+    rows = rows.materialize()
+    n = rows.count()
+    exact_removed = valid - n
+    k = 1
+    sig_counts: dict[str, int] = {}
+    if n:
+        parts = list(rows.map_batches(_sample_kernel, fn_kwargs={"n": n, "cfg": cfg}, batch_format="numpy")
+                     .iter_batches(batch_size=None, batch_format="numpy"))
+        idx = np.concatenate([p["index"] for p in parts])
+        emb = np.concatenate([p["text_emb"].reshape(len(p["index"]), -1) for p in parts])
+        order = np.argsort(idx, kind="stable")
+        centroids = fit_centroids(emb[order], n_clusters(n, cfg), cfg.seed, cfg.kmeans_iters)
+        k = len(centroids)
+        rows = (rows.map_batches(assign_kernel, fn_kwargs={"centroids": centroids}, batch_format="numpy")
+                .groupby("cluster", num_partitions=cfg.partitions).map_groups(
+                    near_kernel, fn_kwargs={"threshold": cfg.threshold if cfg.near else np.inf,
+                                            "block_rows": cfg.block}, batch_format="numpy")
+                .materialize())
+        sig_counts = {str(s): c for (s, dup), c in _counts(rows, "signature", "near_dup").items() if not dup}
+        rows = rows.map_batches(_drop_col, fn_kwargs={"col": "near_dup"}, batch_format="numpy")
+    near_info = {"method": "semdedup", "clusters": int(k), "sample": int(min(n, cfg.sample_size)),
+                 "threshold": cfg.threshold, "enabled": cfg.near}
+    after_dedup = sum(sig_counts.values())
+    quota, info = balance_quotas(sig_counts, cfg.method, cfg.cap, dict(cfg.target or ()))
+    bal = balance_stats(sig_counts, quota, cfg.method, info, dict(cfg.target or ()))
+    kept = (rows.groupby("signature", num_partitions=cfg.partitions).map_groups(
+        balance_kernel, fn_kwargs={"quota": quota, "seed": cfg.seed}, batch_format="numpy") if n
+        else rows.select_columns(["index", "matched"]))
+    after_balance = sum(min(int(quota.get(s, c)), c) for s, c in sig_counts.items())
+    stats = _stats(requested, drops, valid, exact_removed, n - after_dedup, after_dedup, after_balance, cfg,
+                   near_info, bal)
+    return kept, stats
