@@ -1,7 +1,11 @@
 """CLRS-30 samplers in NumPy: execution traces of classical algorithms as synth2 data.
 
-`sample(algorithm, num_nodes, seed)` returns one `Trajectory`; `ALGORITHMS` lists what is registered.
-Each algorithm module registers its spec and its sampler with `register`.
+`sample(algorithm, length, seed)` returns one `Trajectory`, exactly as the CLRS-30 benchmark (dm-clrs 2.0.3)
+defines it by default; `sample(..., variant="textbook")` records the book's reading where the benchmark's
+differs, and `sample(..., inputs="training")` draws the reference training script's randomised inputs
+(generators/clrs/sampling.py lists both). `algorithms()` lists what is registered; `benchmark_split` gives
+the benchmark's (trajectories, length) per split. Each algorithm module registers its spec and its sampler
+with `register`.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from collections.abc import Callable
 import numpy as np
 
 from generators.clrs.probing import ProbeError, Probes, Trajectory  # noqa: F401
+from generators.clrs.sampling import INPUTS, VARIANTS, Sampling, benchmark_split, random_positions  # noqa: F401
 from generators.clrs.specs import SPECS
 
-# algorithm -> sampler(num_nodes, rng) -> Trajectory (the benchmark's default input distribution)
-SAMPLERS: dict[str, Callable[[int, np.random.Generator], Trajectory]] = {}
+# algorithm -> sampler(length, rng, sampling) -> Trajectory
+SAMPLERS: dict[str, Callable[[int, np.random.Generator, Sampling], Trajectory]] = {}
 FAMILIES: dict[str, str] = {}
 
 # The modules that register algorithms, by family.
@@ -24,7 +29,7 @@ _MODULES = ("sorting", "searching", "divide_and_conquer", "greedy", "dynamic_pro
 
 
 def register(name: str, family: str, spec: dict[str, tuple[str, str, str]]):
-    """Decorator: `@register("bfs", "graphs", {...})` over `def sampler(n, rng) -> Trajectory`."""
+    """Decorator: `@register("bfs", "graphs", {...})` over `def sampler(n, rng, how: Sampling) -> Trajectory`."""
     def deco(fn):
         SPECS[name] = spec
         SAMPLERS[name] = fn
@@ -47,10 +52,21 @@ def algorithms() -> list[str]:
     return sorted(SAMPLERS)
 
 
-def sample(algorithm: str, num_nodes: int, seed: int | np.random.Generator) -> Trajectory:
-    """One trajectory of `algorithm` on an input of `num_nodes` nodes, deterministic from `seed`."""
+def sample(algorithm: str, length: int, seed: int | np.random.Generator, *, variant: str = "benchmark",
+           inputs: str = "benchmark") -> Trajectory:
+    """One trajectory of `algorithm` at the benchmark's `length`, deterministic from `seed`.
+
+    `length` is the node count for every algorithm but two, as in the benchmark: optimal_bst has
+    length + 1 nodes (length keys; `variant="textbook"`: length nodes) and segments_intersect always 4.
+    `traj.num_nodes` is the truth.
+    """
     _load()
     if algorithm not in SAMPLERS:
         raise KeyError(f"unknown CLRS algorithm {algorithm!r}; known: {', '.join(sorted(SAMPLERS))}")
+    how = Sampling(variant, inputs)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    return SAMPLERS[algorithm](num_nodes, rng)
+    traj = SAMPLERS[algorithm](length, rng, how)
+    if how.inputs == "training":
+        traj.inputs["pos"] = random_positions(traj.inputs["pos"], rng)
+    traj.meta.update(variant=how.variant, inputs=how.inputs)
+    return traj

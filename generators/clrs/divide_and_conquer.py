@@ -6,6 +6,7 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, one_hot
+from generators.clrs.sampling import Sampling
 from generators.clrs.sorting import node_positions, predecessors
 from generators.clrs.specs import Location, Stage, Type
 
@@ -26,7 +27,7 @@ _NODE, _GRAPH = Location.NODE, Location.GRAPH
     "j": (_H, _NODE, Type.MASK_ONE),
     "sum": (_H, _GRAPH, Type.SCALAR),
 })
-def find_maximum_subarray_kadane(n: int, rng: np.random.Generator) -> Trajectory:
+def find_maximum_subarray_kadane(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Kadane's scan over keys from U[-1, 1) (the benchmark's input): one step per element j.
 
     `i..j` is the best subarray ending at j (sum `sum`), `best_low..best_high` the best so far (`best_sum`).

@@ -11,6 +11,7 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, categorical
+from generators.clrs.sampling import Sampling
 from generators.clrs.sorting import node_positions, predecessors
 from generators.clrs.specs import Location, Stage, Type
 from generators.clrs.strings import ALPHABET, string_layout
@@ -28,7 +29,7 @@ _NODE, _EDGE = Location.NODE, Location.EDGE
     "s_h": (_H, _EDGE, Type.POINTER),
     "msk": (_H, _EDGE, Type.MASK),
 })
-def matrix_chain_order(n: int, rng: np.random.Generator) -> Trajectory:
+def matrix_chain_order(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """MATRIX-CHAIN-ORDER for matrices A_1..A_{n-1}, A_i of shape p[i-1] x p[i], p from U[0, 1).
 
     Cell (i, j), 1 <= i <= j < n: `m` the cost so far, `s_h` the split k (A_i..A_k times A_k+1..A_j), `msk`
@@ -85,18 +86,19 @@ def run_matrix_chain_order(p) -> Trajectory:
     "b_h": (_H, _EDGE, Type.CATEGORICAL),
     "c": (_H, _EDGE, Type.SCALAR),
 })
-def lcs_length(n: int, rng: np.random.Generator) -> Trajectory:
+def lcs_length(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """LCS-LENGTH of x (n - n//2 symbols) and y (n//2 symbols) over a 4-letter alphabet (the benchmark's split).
 
     Nodes: x first, then y. Cell (i, |x| + j) holds `c` (LCS length of x[:i+1], y[:j+1]) and `b`, one-hot over
-    {0: diagonal, 1: up, 2: left, 3: blank}; every cell outside the x-by-y block is `blank`.
+    {0: diagonal, 1: up, 2: left, 3: blank}. Every cell outside the x-by-y block is blank: the benchmark marks
+    it -1 in the blank class ("masked": no decision there, not scored), the textbook variant one-hot blank.
     """
     if n < 2:
         raise ValueError("lcs_length needs at least 2 nodes (one symbol per string)")
     ny = n // 2
     x = rng.integers(0, ALPHABET, size=n - ny)
     y = rng.integers(0, ALPHABET, size=ny)
-    return run_lcs_length(x, y)
+    return run_lcs_length(x, y, how.variant)
 
 
 def _pair_block(block: np.ndarray, nx: int, n: int) -> np.ndarray:
@@ -105,16 +107,20 @@ def _pair_block(block: np.ndarray, nx: int, n: int) -> np.ndarray:
     return out
 
 
-def _pair_block_cat(block: np.ndarray, nx: int, n: int) -> np.ndarray:
+def _pair_block_cat(block: np.ndarray, nx: int, n: int, masked: bool) -> np.ndarray:
     out = np.full((n, n), 3, np.int64)
     out[:nx, nx:] = block
-    return categorical(out, 4)
+    cat = categorical(out, 4)
+    if masked:  # the benchmark's blank cells: [0, 0, 0, -1]
+        cat[..., 3] *= -1
+    return cat
 
 
-def run_lcs_length(x, y) -> Trajectory:
+def run_lcs_length(x, y, variant: str = "benchmark") -> Trajectory:
     x, y = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
     nx, ny = len(x), len(y)
     n = nx + ny
+    masked = variant == "benchmark"
     pr = Probes("lcs_length", n)
     string, pos, key, chain = string_layout(x, y)
     pr.input("string", string)
@@ -136,7 +142,7 @@ def run_lcs_length(x, y) -> Trajectory:
         else:
             c[0, j], b[0, j] = left, 2
     while True:
-        pr.hint(pred_h=chain, b_h=_pair_block_cat(b, nx, n), c=_pair_block(c, nx, n))
+        pr.hint(pred_h=chain, b_h=_pair_block_cat(b, nx, n, masked), c=_pair_block(c, nx, n))
         new_c = c.copy()
         diag, up, left = c[:-1, :-1] + 1, c[:-1, 1:], c[1:, :-1]
         inner = eq[1:, 1:]
@@ -145,7 +151,7 @@ def run_lcs_length(x, y) -> Trajectory:
         if np.array_equal(new_c, c):
             break
         c = new_c
-    pr.output("b", _pair_block_cat(b, nx, n))
+    pr.output("b", _pair_block_cat(b, nx, n, masked))
     return pr.finish()
 
 
@@ -160,15 +166,17 @@ def run_lcs_length(x, y) -> Trajectory:
     "w": (_H, _EDGE, Type.SCALAR),
     "msk": (_H, _EDGE, Type.MASK),
 })
-def optimal_bst(n: int, rng: np.random.Generator) -> Trajectory:
-    """OPTIMAL-BST over n - 1 keys: n nodes carry q (dummy keys) and p (keys, 0 on the last node).
+def optimal_bst(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
+    """OPTIMAL-BST over n keys (the benchmark's length n; n + 1 nodes), or n - 1 keys in the textbook variant
+    (n nodes). The nodes carry q (dummy keys) and p (keys, 0 on the last node).
 
-    The 2n - 1 probabilities are U[0, 1) draws normalised to sum 1, as in the benchmark. Cell (i, j), i <= j,
-    is the subtree over keys i..j-1 and dummies i..j: `e` expected cost, `w` weight, `root_h` its root key.
+    The 2k + 1 probabilities of k keys are U[0, 1) draws normalised to sum 1, as in the benchmark. Cell (i, j),
+    i <= j, is the subtree over keys i..j-1 and dummies i..j: `e` expected cost, `w` weight, `root_h` its root.
     """
-    arr = rng.uniform(0.0, 1.0, size=2 * n - 1)
+    keys = n if how.benchmark else n - 1
+    arr = rng.uniform(0.0, 1.0, size=2 * keys + 1)
     arr /= arr.sum()
-    return run_optimal_bst(arr[:n - 1], arr[n - 1:])
+    return run_optimal_bst(arr[:keys], arr[keys:])
 
 
 def run_optimal_bst(p, q) -> Trajectory:

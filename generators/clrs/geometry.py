@@ -8,6 +8,7 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, one_hot
+from generators.clrs.sampling import Sampling
 from generators.clrs.sorting import node_positions, predecessors
 from generators.clrs.specs import Location, Stage, Type
 
@@ -40,7 +41,7 @@ def _start(name: str, xs: np.ndarray, ys: np.ndarray) -> Probes:
     "dir": (_H, _NODE, Type.SCALAR),
     "on_seg": (_H, _NODE, Type.MASK),
 })
-def segments_intersect(n: int, rng: np.random.Generator) -> Trajectory:
+def segments_intersect(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """SEGMENTS-INTERSECT of p0p1 and p2p3, endpoints from U[0, 1)^2; always 4 nodes, whatever n (as in the benchmark).
 
     A fair coin picks whether the segments cross and the endpoints are redrawn until they agree, so both
@@ -112,7 +113,7 @@ def _has_collinear(xs: np.ndarray, ys: np.ndarray, eps: float) -> bool:
     "i": (_H, _NODE, Type.MASK_ONE),
     "phase": (_H, _GRAPH, Type.CATEGORICAL),
 })
-def graham_scan(n: int, rng: np.random.Generator) -> Trajectory:
+def graham_scan(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """GRAHAM-SCAN. Phases: 0 start, 1 anchor p0 found, 2 polar angles computed, 3 pop, 4 push.
 
     The stack is a linked list (`stack_prev`, top `last_stack`; nodes off the stack point to themselves).
@@ -170,7 +171,7 @@ def run_graham_scan(xs, ys) -> Trajectory:
     "i": (_H, _NODE, Type.MASK_ONE),
     "phase": (_H, _GRAPH, Type.CATEGORICAL),
 })
-def jarvis_march(n: int, rng: np.random.Generator) -> Trajectory:
+def jarvis_march(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Jarvis's march (gift wrapping) from the lowest point. Phases: 0 start, 1 wrapping.
 
     Each wrap scans every node `i`, keeping as `endpoint` the candidate with no node to its right as seen from

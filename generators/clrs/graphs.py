@@ -13,14 +13,15 @@ non-tree edge that lowers `low`). Discovery and finish times advance by 0.01 per
 The benchmark's quirks are kept on purpose: e.g. `v` still names the last scanned node after a scan that
 found nothing, and the second SCC pass does not re-time nodes that were pushed (only its roots).
 
-Input distributions are the benchmark's Erdős–Rényi ones: a 0/1 matrix with entries ~ Bernoulli(p) where p
-is drawn from 0.1..0.9 (halved for articulation_points, bridges and mst_kruskal), as in the CLRS-30
-training pipeline; undirected graphs keep `M * M.T` (so an edge has probability p², self-loops p),
+Input distributions are the benchmark's Erdős–Rényi ones: a 0/1 matrix with entries ~ Bernoulli(p), p = 0.5
+(0.2 for articulation_points, bridges and mst_kruskal), the reference samplers' defaults that the CLRS-30
+test sets use; with `inputs="training"` p is drawn per graph from 0.1..0.9 (halved for those three), as the
+reference training script does. Undirected graphs keep `M * M.T` (so an edge has probability p², self-loops p),
 DAGs keep the strict upper triangle under a random node permutation, weights are U[0, 1) (undirected:
 sqrt(w * w.T + 1e-3), symmetric). SCC uses the benchmark's 4-community graph. Graphs are not forced to be
 connected (neither are the benchmark's): unreached nodes keep `pi[v] = v`.
 
-Deviation: `is_bridge` marks non-edges 0, where the benchmark writes -1 ("masked"), since masks here are 0/1.
+`is_bridge` marks non-edges -1 ("masked": not scored), as the benchmark; `variant="textbook"` writes 0.
 """
 
 from __future__ import annotations
@@ -32,25 +33,17 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, categorical, one_hot
+from generators.clrs.sampling import P_CHOICES, Sampling, edge_probability  # noqa: F401
 from generators.clrs.specs import Location, Stage, Type
 
 _IN, _OUT, _H = Stage.INPUT, Stage.OUTPUT, Stage.HINT
 _NODE, _EDGE, _GRAPH = Location.NODE, Location.EDGE, Location.GRAPH
 
-# The edge probabilities of the CLRS-30 training pipeline; `_HALVED` algorithms use p / 2 (shorter traces).
-P_CHOICES: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 10))
-_HALVED = ("articulation_points", "bridges", "mst_kruskal")
 _TICK = 0.01  # the benchmark's time step for discovery / finish times
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Input distributions
-
-
-def edge_probability(algorithm: str, rng: np.random.Generator) -> float:
-    """p for one graph: uniform over `P_CHOICES`, halved for the algorithms the benchmark halves it for."""
-    p = float(P_CHOICES[int(rng.integers(len(P_CHOICES)))])
-    return p / 2 if algorithm in _HALVED else p
+# Input distributions (the edge probability: generators/clrs/sampling.py)
 
 
 def er_graph(n: int, p: float, rng: np.random.Generator, *, directed: bool, acyclic: bool = False,
@@ -254,9 +247,9 @@ def dfs(A: np.ndarray) -> Trajectory:
 
 
 @register("dfs", "graphs", _DFS_SPEC)
-def sample_dfs(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_dfs(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Directed ER(p) graph."""
-    p = edge_probability("dfs", rng)
+    p = edge_probability("dfs", rng, how.inputs)
     return _with_meta(dfs(er_graph(n, p, rng, directed=True)), p=p)
 
 
@@ -301,9 +294,9 @@ def topological_sort(A: np.ndarray) -> Trajectory:
 
 
 @register("topological_sort", "graphs", _TOPO_SPEC)
-def sample_topological_sort(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_topological_sort(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Random DAG (ER(p) upper triangle, nodes permuted)."""
-    p = edge_probability("topological_sort", rng)
+    p = edge_probability("topological_sort", rng, how.inputs)
     return _with_meta(topological_sort(er_graph(n, p, rng, directed=True, acyclic=True)), p=p)
 
 
@@ -357,9 +350,9 @@ def articulation_points(A: np.ndarray) -> Trajectory:
 
 
 @register("articulation_points", "graphs", _AP_SPEC)
-def sample_articulation_points(n: int, rng: np.random.Generator) -> Trajectory:
-    """Undirected ER(p) graph, p halved."""
-    p = edge_probability("articulation_points", rng)
+def sample_articulation_points(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
+    """Undirected ER(p) graph, the sparser p."""
+    p = edge_probability("articulation_points", rng, how.inputs)
     return _with_meta(articulation_points(er_graph(n, p, rng, directed=False)), p=p)
 
 
@@ -377,12 +370,14 @@ _BRIDGES_SPEC = {
 }
 
 
-def bridges(A: np.ndarray) -> Trajectory:
-    """Bridges of an undirected graph by DFS low-points (CLRS3 problem 22-2); output: symmetric `is_bridge`."""
+def bridges(A: np.ndarray, variant: str = "benchmark") -> Trajectory:
+    """Bridges of an undirected graph by DFS low-points (CLRS3 problem 22-2); output: symmetric `is_bridge`,
+    -1 on non-edges (the benchmark's "masked") or, in the textbook variant, 0."""
     n = len(A)
     pr = _start("bridges", A)
     w = _Walk(n)
-    low, is_bridge = np.zeros(n), np.zeros((n, n))
+    low = np.zeros(n)
+    is_bridge = adjacency(A).astype(np.float64) - 1.0 if variant == "benchmark" else np.zeros((n, n))
 
     def emit() -> None:
         pr.hint(is_bridge_h=is_bridge, pi_h=w.pi, color=categorical(w.color, 3), d=w.d, f=w.f, low=low,
@@ -406,10 +401,10 @@ def bridges(A: np.ndarray) -> Trajectory:
 
 
 @register("bridges", "graphs", _BRIDGES_SPEC)
-def sample_bridges(n: int, rng: np.random.Generator) -> Trajectory:
-    """Undirected ER(p) graph, p halved."""
-    p = edge_probability("bridges", rng)
-    return _with_meta(bridges(er_graph(n, p, rng, directed=False)), p=p)
+def sample_bridges(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
+    """Undirected ER(p) graph, the sparser p."""
+    p = edge_probability("bridges", rng, how.inputs)
+    return _with_meta(bridges(er_graph(n, p, rng, directed=False), how.variant), p=p)
 
 
 _SCC_SPEC = {
@@ -454,9 +449,9 @@ def strongly_connected_components(A: np.ndarray) -> Trajectory:
 
 
 @register("strongly_connected_components", "graphs", _SCC_SPEC)
-def sample_strongly_connected_components(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_strongly_connected_components(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """The benchmark's 4-community directed graph (communities ER(p), eps = 0.01 forward noise)."""
-    p = edge_probability("strongly_connected_components", rng)
+    p = edge_probability("strongly_connected_components", rng, how.inputs)
     return _with_meta(strongly_connected_components(community_graph(n, p, rng)), p=p)
 
 
@@ -495,9 +490,9 @@ def bfs(A: np.ndarray, s: int) -> Trajectory:
 
 
 @register("bfs", "graphs", _BFS_SPEC)
-def sample_bfs(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_bfs(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Undirected ER(p) graph, uniform source."""
-    p = edge_probability("bfs", rng)
+    p = edge_probability("bfs", rng, how.inputs)
     A = er_graph(n, p, rng, directed=False)
     return _with_meta(bfs(A, int(rng.integers(n))), p=p)
 
@@ -558,9 +553,9 @@ def mst_kruskal(A: np.ndarray) -> Trajectory:
 
 
 @register("mst_kruskal", "graphs", _KRUSKAL_SPEC)
-def sample_mst_kruskal(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_mst_kruskal(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Undirected weighted ER(p) graph, p halved."""
-    p = edge_probability("mst_kruskal", rng)
+    p = edge_probability("mst_kruskal", rng, how.inputs)
     return _with_meta(mst_kruskal(er_graph(n, p, rng, directed=False, weighted=True)), p=p)
 
 
@@ -601,9 +596,9 @@ def mst_prim(A: np.ndarray, s: int) -> Trajectory:
 
 
 @register("mst_prim", "graphs", _PRIM_SPEC)
-def sample_mst_prim(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_mst_prim(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Undirected weighted ER(p) graph, uniform source."""
-    p = edge_probability("mst_prim", rng)
+    p = edge_probability("mst_prim", rng, how.inputs)
     A = er_graph(n, p, rng, directed=False, weighted=True)
     return _with_meta(mst_prim(A, int(rng.integers(n))), p=p)
 
@@ -644,9 +639,9 @@ def bellman_ford(A: np.ndarray, s: int) -> Trajectory:
 
 
 @register("bellman_ford", "graphs", _BF_SPEC)
-def sample_bellman_ford(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_bellman_ford(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Undirected weighted ER(p) graph, uniform source."""
-    p = edge_probability("bellman_ford", rng)
+    p = edge_probability("bellman_ford", rng, how.inputs)
     A = er_graph(n, p, rng, directed=False, weighted=True)
     return _with_meta(bellman_ford(A, int(rng.integers(n))), p=p)
 
@@ -684,9 +679,9 @@ def dijkstra(A: np.ndarray, s: int) -> Trajectory:
 
 
 @register("dijkstra", "graphs", _DIJKSTRA_SPEC)
-def sample_dijkstra(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_dijkstra(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Undirected weighted ER(p) graph, uniform source."""
-    p = edge_probability("dijkstra", rng)
+    p = edge_probability("dijkstra", rng, how.inputs)
     A = er_graph(n, p, rng, directed=False, weighted=True)
     return _with_meta(dijkstra(A, int(rng.integers(n))), p=p)
 
@@ -741,9 +736,9 @@ def dag_shortest_paths(A: np.ndarray, s: int) -> Trajectory:
 
 
 @register("dag_shortest_paths", "graphs", _DAG_SPEC)
-def sample_dag_shortest_paths(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_dag_shortest_paths(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Random weighted DAG, uniform source."""
-    p = edge_probability("dag_shortest_paths", rng)
+    p = edge_probability("dag_shortest_paths", rng, how.inputs)
     A = er_graph(n, p, rng, directed=True, acyclic=True, weighted=True)
     return _with_meta(dag_shortest_paths(A, int(rng.integers(n))), p=p)
 
@@ -779,9 +774,9 @@ def floyd_warshall(A: np.ndarray) -> Trajectory:
 
 
 @register("floyd_warshall", "graphs", _FW_SPEC)
-def sample_floyd_warshall(n: int, rng: np.random.Generator) -> Trajectory:
+def sample_floyd_warshall(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Undirected weighted ER(p) graph."""
-    p = edge_probability("floyd_warshall", rng)
+    p = edge_probability("floyd_warshall", rng, how.inputs)
     return _with_meta(floyd_warshall(er_graph(n, p, rng, directed=False, weighted=True)), p=p)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, one_hot
+from generators.clrs.sampling import Sampling
 from generators.clrs.sorting import node_positions, predecessors
 from generators.clrs.specs import Location, Stage, Type
 
@@ -23,7 +24,7 @@ _NODE, _GRAPH = Location.NODE, Location.GRAPH
     "m": (_H, _NODE, Type.MASK_ONE),
     "k": (_H, _NODE, Type.MASK_ONE),
 })
-def activity_selector(n: int, rng: np.random.Generator) -> Trajectory:
+def activity_selector(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """GREEDY-ACTIVITY-SELECTOR over activities taken by finish time; start/finish = min/max of two U[0, 1) draws.
 
     One step per activity considered: `m` the candidate, `k` the last one selected.
@@ -65,19 +66,20 @@ def run_activity_selector(s, f) -> Trajectory:
     "i": (_H, _NODE, Type.MASK_ONE),
     "t": (_H, _GRAPH, Type.SCALAR),
 })
-def task_scheduling(n: int, rng: np.random.Generator) -> Trajectory:
+def task_scheduling(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Unit-time tasks with deadlines (integers 1..n) and penalties (U[0, 1)): the greedy matroid algorithm.
 
-    Tasks are taken by decreasing penalty and a task is kept if the kept set stays independent (CLRS Lemma 16.12:
-    for every t, at most t kept tasks have deadline <= t). One step per task considered (`i`); `t` is the number
-    of tasks kept so far. (The benchmark tests only `t < d`, which can reject a task that still fits.)
+    Tasks are taken by decreasing penalty; one step per task considered (`i`), `t` the number kept so far.
+    The benchmark keeps a task when `t < d` (its deadline is after the count kept so far), which can reject
+    a task that still fits; the textbook variant keeps it when the kept set stays independent (CLRS Lemma
+    16.12: for every t, at most t kept tasks have deadline <= t), the matroid greedy's optimum.
     """
     d = rng.integers(0, n, size=n) + 1
     w = rng.uniform(0.0, 1.0, size=n)
-    return run_task_scheduling(d, w)
+    return run_task_scheduling(d, w, how.variant)
 
 
-def run_task_scheduling(d, w) -> Trajectory:
+def run_task_scheduling(d, w, variant: str = "benchmark") -> Trajectory:
     d, w = np.asarray(d, dtype=np.float64), np.asarray(w, dtype=np.float64)
     n = len(d)
     pr = Probes("task_scheduling", n)
@@ -91,11 +93,15 @@ def run_task_scheduling(d, w) -> Trajectory:
     per_deadline = np.zeros(n + 2, np.int64)  # kept tasks by deadline, deadlines clipped to n
     slots = np.arange(n + 2)
     for i in np.argsort(-w, kind="stable"):
-        di = int(min(d[i], n))
-        trial = per_deadline.copy()
-        trial[di] += 1
-        if (np.cumsum(trial) <= slots).all():
-            per_deadline = trial
+        if variant == "benchmark":
+            keep = t < d[i]
+        else:
+            trial = per_deadline.copy()
+            trial[int(min(d[i], n))] += 1
+            keep = bool((np.cumsum(trial) <= slots).all())
+            if keep:
+                per_deadline = trial
+        if keep:
             chosen[i] = 1
             t += 1
         pr.hint(pred_h=chain, selected_h=chosen, i=one_hot(int(i), n), t=float(t))

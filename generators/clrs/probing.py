@@ -4,6 +4,8 @@ Storage conventions (the same as the CLRS benchmark's, before its own encoding):
 - node features have a leading node axis `[N, ...]`, edge features `[N, N, ...]`, graph features `[...]`;
 - scalar: float32; mask / mask_one: float32 in {0, 1} (mask_one: exactly one 1 along the node/edge axis);
 - categorical: float32 one-hot, last axis = the number of categories;
+- -1 in a mask, or a categorical entry of -1 (the rest 0), is the benchmark's "masked" (`OutputClass.MASKED`):
+  no decision at that position, left out of losses and scores (bridges' non-edges, lcs_length's blank cells);
 - pointer (and should_be_permutation / permutation_pointer): int64 node indices (`pi[i] = j`), the model
   turns them into one-hot over nodes itself;
 - hints: the same shapes with a leading time axis `[T, ...]`, one entry per `push` of a step.
@@ -64,12 +66,15 @@ class Probes:
         lead = {Location.NODE: (self.n,), Location.EDGE: (self.n, self.n), Location.GRAPH: ()}[loc]
         if arr.shape[:len(lead)] != lead:
             raise ProbeError(f"{self.algorithm}: {name!r} ({loc}) has shape {arr.shape}, expected leading {lead}")
-        if typ in (Type.MASK, Type.MASK_ONE) and not np.isin(arr, (0.0, 1.0)).all():
-            raise ProbeError(f"{self.algorithm}: mask {name!r} holds values other than 0/1")
-        if typ == Type.MASK_ONE and arr.sum() != 1:
-            raise ProbeError(f"{self.algorithm}: mask_one {name!r} has {arr.sum()} ones")
-        if typ == Type.CATEGORICAL and not (np.isin(arr, (0.0, 1.0)).all() and (arr.sum(-1) == 1).all()):
-            raise ProbeError(f"{self.algorithm}: categorical {name!r} is not one-hot")
+        if typ == Type.MASK and not np.isin(arr, (-1.0, 0.0, 1.0)).all():
+            raise ProbeError(f"{self.algorithm}: mask {name!r} holds values other than 0/1 (or -1, masked)")
+        if typ == Type.MASK_ONE and not (np.isin(arr, (0.0, 1.0)).all() and arr.sum() == 1):
+            raise ProbeError(f"{self.algorithm}: mask_one {name!r} is not a single 1 among 0s")
+        if typ == Type.CATEGORICAL:
+            one_hot_rows = np.isin(arr, (0.0, 1.0)).all(-1) & (arr.sum(-1) == 1)
+            masked_rows = np.isin(arr, (-1.0, 0.0)).all(-1) & (arr.sum(-1) == -1)
+            if not (one_hot_rows | masked_rows).all():
+                raise ProbeError(f"{self.algorithm}: categorical {name!r} is not one-hot (nor masked)")
         if typ in _INT_TYPES and ((arr < 0) | (arr >= self.n)).any():
             raise ProbeError(f"{self.algorithm}: pointer {name!r} points outside 0..{self.n - 1}")
         return arr.copy()

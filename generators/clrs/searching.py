@@ -6,6 +6,7 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, one_hot
+from generators.clrs.sampling import Sampling
 from generators.clrs.sorting import node_positions, partition_steps, predecessors, uniform_keys
 from generators.clrs.specs import Location, Stage, Type
 
@@ -21,7 +22,7 @@ _NODE, _GRAPH = Location.NODE, Location.GRAPH
     "min_h": (_H, _NODE, Type.MASK_ONE),
     "i": (_H, _NODE, Type.MASK_ONE),
 })
-def minimum(n: int, rng: np.random.Generator) -> Trajectory:
+def minimum(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """MINIMUM: one step per scanned element; `min_h` is the smallest so far (the first one on ties)."""
     return run_minimum(uniform_keys(n, rng))
 
@@ -53,7 +54,7 @@ def run_minimum(key) -> Trajectory:
     "high": (_H, _NODE, Type.MASK_ONE),
     "mid": (_H, _NODE, Type.MASK_ONE),
 })
-def binary_search(n: int, rng: np.random.Generator) -> Trajectory:
+def binary_search(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """Binary search for the first key >= target in sorted U[0, 1) keys (the last node if none is).
 
     The benchmark's input: sorted keys and a target, all from U[0, 1); one step per halving.
@@ -95,17 +96,20 @@ def run_binary_search(key, target: float) -> Trajectory:
     "j": (_H, _NODE, Type.MASK_ONE),
     "i_rank": (_H, _GRAPH, Type.SCALAR),
     "target": (_H, _GRAPH, Type.SCALAR),
+    "pivot": (_H, _NODE, Type.MASK_ONE),
 })
-def quickselect(n: int, rng: np.random.Generator) -> Trajectory:
+def quickselect(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """SELECT (CLRS RANDOMIZED-SELECT with the last element as pivot) of the element of rank n // 2.
 
-    Steps as in quicksort's PARTITION; `target` is the rank sought inside the current subarray and `i_rank`
-    the rank (within the subarray) of the low side's end, both divided by n.
+    Steps as in quicksort's PARTITION; `pivot` is the pivot's node, `target` the rank sought inside the
+    current subarray and `i_rank` the low side's end, both divided by n. The benchmark's `i_rank` is the
+    end's whole-array position on the loop steps and its rank within the subarray on the step that places
+    the pivot; the textbook variant uses the rank within the subarray throughout.
     """
-    return run_quickselect(uniform_keys(n, rng))
+    return run_quickselect(uniform_keys(n, rng), how.variant)
 
 
-def run_quickselect(key) -> Trajectory:
+def run_quickselect(key, variant: str = "benchmark") -> Trajectory:
     key = np.asarray(key, dtype=np.float64)
     n = len(key)
     pr = Probes("quickselect", n)
@@ -116,8 +120,11 @@ def run_quickselect(key) -> Trajectory:
     p, r, rank = 0, n - 1, n // 2
 
     def push(p_: int, r_: int, i: int, j: int) -> None:
+        placed = j == r_  # the step after the pivot moved to position i; the loop steps have j < r
+        i_rank = i if variant == "benchmark" and not placed else i - p_
         pr.hint(pred_h=predecessors(order), p=one_hot(order[p_], n), r=one_hot(order[r_], n), i=one_hot(order[i], n),
-                j=one_hot(order[j], n), i_rank=(i - p_) / n, target=rank / n)
+                j=one_hot(order[j], n), i_rank=i_rank / n, target=rank / n,
+                pivot=one_hot(order[i] if placed else order[r_], n))
 
     while True:
         q = partition_steps(a, order, p, r, push)

@@ -11,6 +11,7 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, one_hot
+from generators.clrs.sampling import Sampling
 from generators.clrs.specs import Location, Stage, Type
 
 _IN, _OUT, _H = Stage.INPUT, Stage.OUTPUT, Stage.HINT
@@ -61,7 +62,7 @@ def _start(name: str, key: np.ndarray) -> Probes:
 
 
 @register("insertion_sort", "sorting", {**_SORT_SPEC, "i": (_H, _NODE, Type.MASK_ONE), "j": (_H, _NODE, Type.MASK_ONE)})
-def insertion_sort(n: int, rng: np.random.Generator) -> Trajectory:
+def insertion_sort(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """INSERTION-SORT: one step per outer iteration j; `i` marks the node the key landed in front of (itself if none)."""
     return run_insertion_sort(uniform_keys(n, rng))
 
@@ -86,7 +87,7 @@ def run_insertion_sort(key) -> Trajectory:
 
 
 @register("bubble_sort", "sorting", {**_SORT_SPEC, "i": (_H, _NODE, Type.MASK_ONE), "j": (_H, _NODE, Type.MASK_ONE)})
-def bubble_sort(n: int, rng: np.random.Generator) -> Trajectory:
+def bubble_sort(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """BUBBLESORT: one step per comparison of positions j-1, j (j runs down to i+1)."""
     return run_bubble_sort(uniform_keys(n, rng))
 
@@ -115,16 +116,17 @@ def run_bubble_sort(key) -> Trajectory:
     "heap_size": (_H, _NODE, Type.MASK_ONE),
     "phase": (_H, _GRAPH, Type.CATEGORICAL),
 })
-def heapsort(n: int, rng: np.random.Generator) -> Trajectory:
+def heapsort(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """HEAPSORT with phases 0 = BUILD-MAX-HEAP, 1 = swap the root out, 2 = MAX-HEAPIFY after the swap.
 
     One step per MAX-HEAPIFY level and per swap; `i` is the outer loop's node, `j` the node being sifted,
-    `largest` the node MAX-HEAPIFY picked, `heap_size` the last node inside the heap.
+    `largest` the node MAX-HEAPIFY picked, `heap_size` the last node inside the heap. On a swap step the
+    benchmark writes node 0 as `largest` (whatever node sits at the root); the textbook variant the root.
     """
-    return run_heapsort(uniform_keys(n, rng))
+    return run_heapsort(uniform_keys(n, rng), how.variant)
 
 
-def run_heapsort(key) -> Trajectory:
+def run_heapsort(key, variant: str = "benchmark") -> Trajectory:
     key = np.asarray(key, dtype=np.float64)
     n = len(key)
     pr = _start("heapsort", key)
@@ -159,7 +161,7 @@ def run_heapsort(key) -> Trajectory:
     for i in range(n - 1, 0, -1):
         swap(0, i)
         size -= 1
-        push(order[0], order[i], order[0], size, 1)
+        push(order[0], order[i], 0 if variant == "benchmark" else order[0], size, 1)
         max_heapify(0, size, i, 2)
     pr.output("pred", predecessors(order))
     return pr.finish()
@@ -172,12 +174,14 @@ def run_heapsort(key) -> Trajectory:
     "i": (_H, _NODE, Type.MASK_ONE),
     "j": (_H, _NODE, Type.MASK_ONE),
 })
-def quicksort(n: int, rng: np.random.Generator) -> Trajectory:
+def quicksort(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """QUICKSORT with Lomuto's PARTITION: one step per loop iteration j and one after placing the pivot.
 
     `p`/`r` mark the subarray's ends, `i` the node just past the low side (position i+1), `j` the scanned node.
+    The benchmark records no step before the first comparison (so it needs 2 keys); the textbook variant
+    starts with the initial state.
     """
-    return run_quicksort(uniform_keys(n, rng))
+    return run_quicksort(uniform_keys(n, rng), how.variant)
 
 
 def partition_steps(a: np.ndarray, order: list[int], p: int, r: int, push) -> int:
@@ -196,9 +200,12 @@ def partition_steps(a: np.ndarray, order: list[int], p: int, r: int, push) -> in
     return i + 1
 
 
-def run_quicksort(key) -> Trajectory:
+def run_quicksort(key, variant: str = "benchmark") -> Trajectory:
     key = np.asarray(key, dtype=np.float64)
     n = len(key)
+    if variant == "benchmark" and n < 2:
+        raise ValueError("quicksort needs at least 2 keys: the benchmark records no step for 1 "
+                         "(variant='textbook' records the initial state)")
     pr = _start("quicksort", key)
     order = list(range(n))
     a = key.copy()
@@ -207,7 +214,8 @@ def run_quicksort(key) -> Trajectory:
         pr.hint(pred_h=predecessors(order), p=one_hot(order[p], n), r=one_hot(order[r], n), i=one_hot(order[i], n),
                 j=one_hot(order[j], n))
 
-    push(0, n - 1, 0, 0)  # initial state (the benchmark records none; without it a 1-key input has no step)
+    if variant != "benchmark":
+        push(0, n - 1, 0, 0)  # the initial state
     stack = [(0, n - 1)]
     while stack:  # the recursion, left subarray first
         p, r = stack.pop()

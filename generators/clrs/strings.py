@@ -11,6 +11,7 @@ import numpy as np
 
 from generators.clrs import register
 from generators.clrs.probing import Probes, Trajectory, categorical, one_hot
+from generators.clrs.sampling import Sampling, needle_length
 from generators.clrs.sorting import predecessors
 from generators.clrs.specs import Location, Stage, Type
 
@@ -31,17 +32,18 @@ def string_layout(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return string, pos, key, chain
 
 
-def needle_split(n: int) -> tuple[int, int]:
-    """(haystack, needle) lengths for n nodes: the benchmark's needle of n // 5 symbols (1 below 5 nodes)."""
+def needle_split(n: int, rng: np.random.Generator | None = None, inputs: str = "benchmark") -> tuple[int, int]:
+    """(haystack, needle) lengths for n nodes: the benchmark's needle of n // 5 symbols (1 below 5 nodes), or
+    for the training inputs a needle of 1..8 symbols (at most n // 2)."""
     if n < 2:
         raise ValueError("string matching needs at least 2 nodes")
-    m = n // 5 if n >= 5 else 1
+    m = needle_length(n, rng, inputs)
     return n - m, m
 
 
-def sample_haystack(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_haystack(n: int, rng: np.random.Generator, inputs: str = "benchmark") -> tuple[np.ndarray, np.ndarray]:
     """A random haystack with a random needle planted in it (never at the very end, as in the benchmark)."""
-    h, m = needle_split(n)
+    h, m = needle_split(n, rng, inputs)
     needle = rng.integers(0, ALPHABET, size=m)
     hay = rng.integers(0, ALPHABET, size=h)
     at = int(rng.integers(0, max(1, h - m)))
@@ -73,9 +75,9 @@ def _start(name: str, t: np.ndarray, p: np.ndarray) -> tuple[Probes, np.ndarray]
     "i": (_H, _NODE, Type.MASK_ONE),
     "j": (_H, _NODE, Type.MASK_ONE),
 })
-def naive_string_matcher(n: int, rng: np.random.Generator) -> Trajectory:
+def naive_string_matcher(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """NAIVE-STRING-MATCHER: one step per shift `s` tried and per matched symbol (`i` in T, `j` in P)."""
-    return run_naive_string_matcher(*sample_haystack(n, rng))
+    return run_naive_string_matcher(*sample_haystack(n, rng, how.inputs))
 
 
 def run_naive_string_matcher(t, p) -> Trajectory:
@@ -113,14 +115,14 @@ def run_naive_string_matcher(t, p) -> Trajectory:
     "i": (_H, _NODE, Type.MASK_ONE),
     "phase": (_H, _GRAPH, Type.MASK),
 })
-def kmp_matcher(n: int, rng: np.random.Generator) -> Trajectory:
+def kmp_matcher(n: int, rng: np.random.Generator, how: Sampling) -> Trajectory:
     """COMPUTE-PREFIX-FUNCTION (phase 0) then KMP-MATCHER (phase 1), one step per loop iteration and per fallback.
 
     A matched length L > 0 is shown as the needle node L - 1; L = 0 as the needle's head with the `*_reset` flag
     set. `pi` points each needle node q to the last node of P[0..q]'s longest proper border (`is_reset` where that
     border is empty); haystack nodes point to themselves. `s` is the shift a match ending at `i` would start at.
     """
-    return run_kmp_matcher(*sample_haystack(n, rng))
+    return run_kmp_matcher(*sample_haystack(n, rng, how.inputs))
 
 
 def run_kmp_matcher(t, p) -> Trajectory:

@@ -10,13 +10,13 @@ from functools import cache
 import numpy as np
 import pytest
 
-from generators.clrs import FAMILIES, SAMPLERS, algorithms, sample
+from generators.clrs import FAMILIES, SAMPLERS, VARIANTS, algorithms, benchmark_split, sample
 from generators.clrs.divide_and_conquer import run_kadane
-from generators.clrs.dynamic_programming import run_matrix_chain_order, run_optimal_bst
+from generators.clrs.dynamic_programming import run_lcs_length, run_matrix_chain_order, run_optimal_bst
 from generators.clrs.geometry import run_graham_scan, run_segments_intersect
 from generators.clrs.greedy import run_activity_selector, run_task_scheduling
-from generators.clrs.searching import run_binary_search
-from generators.clrs.sorting import run_insertion_sort
+from generators.clrs.searching import run_binary_search, run_quickselect
+from generators.clrs.sorting import run_heapsort, run_insertion_sort, run_quicksort
 from generators.clrs.specs import SPECS, Location, Stage, Type
 from generators.clrs.strings import run_kmp_matcher, run_naive_string_matcher
 
@@ -70,8 +70,13 @@ def test_registered_and_families():
 
 @pytest.mark.parametrize("alg", CORE["sorting"])
 def test_sorting_outputs(alg):
-    for seed, n in _seeds(alg, (1, 2, 5, 9, 16)):
-        tr = sample(alg, n, seed)
+    for k, (seed, n) in enumerate(_seeds(alg, (1, 2, 5, 9, 16))):
+        variant = VARIANTS[k % 2]
+        if alg == "quicksort" and n == 1:  # the benchmark records no step for a single key
+            with pytest.raises(ValueError, match="2 keys"):
+                sample(alg, n, seed)
+            variant = "textbook"
+        tr = sample(alg, n, seed, variant=variant)
         key = tr.inputs["key"]
         order = _order_from_pred(tr.outputs["pred"])
         assert [float(key[v]) for v in order] == sorted(float(k) for k in key)
@@ -93,6 +98,7 @@ def test_minimum_binary_search_quickselect_outputs():
         tr = sample("quickselect", n, seed)
         key = tr.inputs["key"]
         assert key[_onehot_index(tr.outputs["median"])] == np.sort(key)[n // 2]
+        assert _onehot_index(tr.hints["pivot"][-1]) == _onehot_index(tr.outputs["median"])  # the last pivot placed
 
 
 def test_kadane_outputs():
@@ -126,7 +132,7 @@ def test_activity_selector_outputs():
         _check_activity_selector(sample("activity_selector", n, seed))
 
 
-def _check_task_scheduling(tr) -> None:
+def _check_task_scheduling(tr, variant: str) -> None:
     n = tr.num_nodes
     d, w = tr.inputs["d"].astype(int), tr.inputs["w"].astype(np.float64)
     assert d.min() >= 1 and d.max() <= n
@@ -135,21 +141,37 @@ def _check_task_scheduling(tr) -> None:
         return all(dl >= k for k, dl in enumerate(sorted(d[list(sub)]), start=1))
 
     chosen = [v for v in range(n) if tr.outputs["selected"][v]]
-    assert independent(chosen)
-    best = max(w[list(c)].sum() for r in range(n + 1) for c in itertools.combinations(range(n), r) if independent(c))
-    assert math.isclose(w[chosen].sum(), best, rel_tol=1e-9, abs_tol=1e-12)
+    assert independent(chosen)  # t < d keeps the k-th kept task only if its deadline exceeds k - 1: on time too
     assert tr.hints["t"][-1] == len(chosen)
+    if variant == "textbook":  # the matroid greedy is optimal
+        best = max(w[list(c)].sum() for r in range(n + 1) for c in itertools.combinations(range(n), r)
+                   if independent(c))
+        assert math.isclose(w[chosen].sum(), best, rel_tol=1e-9, abs_tol=1e-12)
+    else:  # the benchmark's rule: by decreasing penalty, keep while the count kept so far is below the deadline
+        kept = []
+        for v in sorted(range(n), key=lambda v: -w[v]):
+            if len(kept) < d[v]:
+                kept.append(v)
+        assert sorted(kept) == chosen
 
 
 def test_task_scheduling_outputs():
-    for seed, n in _seeds("tasks", (1, 3, 5, 8)):
-        _check_task_scheduling(sample("task_scheduling", n, seed))
+    for k, (seed, n) in enumerate(_seeds("tasks", (1, 3, 5, 8))):
+        variant = VARIANTS[k % 2]
+        _check_task_scheduling(sample("task_scheduling", n, seed, variant=variant), variant)
 
 
-def test_task_scheduling_beats_count_only_rule():
-    # Penalties 3 > 2 > 1 with deadlines 3, 3, 1: all three fit (1st at time 1), a count-only rule drops the third.
+def test_task_scheduling_keep_rule_by_hand():
+    # Penalties 0.9 > 0.8 > 0.7 with deadlines 3, 3, 1. The benchmark keeps a task when the count kept so far is
+    # below its deadline: 0 < 3 keep, 1 < 3 keep, 2 < 1 drop. The textbook's matroid test keeps the third too
+    # (it runs at time 1, the other two at 2 and 3).
     tr = run_task_scheduling([3, 3, 1], [0.9, 0.8, 0.7])
-    assert tr.outputs["selected"].tolist() == [1, 1, 1]
+    assert tr.outputs["selected"].tolist() == [1, 1, 0]
+    assert tr.hints["t"].tolist() == [0, 1, 2, 2]
+    assert tr.hints["selected_h"].tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0]]
+    assert _masks(tr.hints["i"]) == [0, 0, 1, 2]
+    tb = run_task_scheduling([3, 3, 1], [0.9, 0.8, 0.7], "textbook")
+    assert tb.outputs["selected"].tolist() == [1, 1, 1] and tb.hints["t"].tolist() == [0, 1, 2, 3]
 
 
 def _check_matrix_chain(tr) -> None:
@@ -200,8 +222,12 @@ def test_lcs_outputs():
         assert tr.inputs["string"].tolist() == [0] * nx + [1] * ny
         sym = tr.inputs["key"].argmax(-1)
         x, y = tuple(sym[:nx].tolist()), tuple(sym[nx:].tolist())
-        b = tr.outputs["b"].argmax(-1)
-        assert (np.delete(b, np.s_[nx:], axis=1) == 3).all() and (b[nx:] == 3).all()
+        out = tr.outputs["b"]
+        outside = np.ones((n, n), bool)
+        outside[:nx, nx:] = False
+        # the benchmark's blank cells are masked: -1 in the blank class, 0 elsewhere (not scored)
+        assert (out[outside] == [0, 0, 0, -1]).all()
+        b = out.argmax(-1)
         block = b[:nx, nx:]
         assert (block < 3).all()
         i, j, got = nx - 1, ny - 1, []
@@ -259,8 +285,18 @@ def _check_optimal_bst(tr) -> None:
 
 
 def test_optimal_bst_outputs():
-    for seed, n in _seeds("bst", (1, 2, 4, 6)):
-        _check_optimal_bst(sample("optimal_bst", n, seed))
+    for k, (seed, n) in enumerate(_seeds("bst", (1, 2, 4, 6))):
+        _check_optimal_bst(sample("optimal_bst", n, seed, variant=VARIANTS[k % 2]))
+
+
+def test_optimal_bst_size_convention():
+    # The benchmark's length 3 means 3 keys p_1..p_3 and 4 dummies q_0..q_3: 4 nodes, p padded with a 0 on the last.
+    tr = sample("optimal_bst", 3, 0)
+    assert tr.num_nodes == 4 and tr.inputs["p"][-1] == 0 and (tr.inputs["p"][:3] > 0).all() and (tr.inputs["q"] > 0).all()
+    assert math.isclose(float(tr.inputs["p"].sum() + tr.inputs["q"].sum()), 1.0, rel_tol=1e-6)
+    assert tr.length == 4  # the initial step and one per subtree size 1..3
+    tb = sample("optimal_bst", 3, 0, variant="textbook")  # the textbook variant: 3 nodes, 2 keys
+    assert tb.num_nodes == 3 and tb.length == 3
 
 
 @pytest.mark.parametrize("alg", CORE["strings"])
@@ -467,11 +503,11 @@ def _check_shapes(alg: str, tr) -> None:
 @pytest.mark.parametrize("alg", ALL_CORE)
 def test_shapes_and_determinism(alg):
     assert alg in SAMPLERS
-    sizes = (2, 3, 7, 16) if alg in ("lcs_length", "naive_string_matcher", "kmp_matcher") else (1, 2, 3, 7, 16)
+    sizes = (2, 3, 7, 16) if alg in ("lcs_length", "naive_string_matcher", "kmp_matcher", "quicksort") else (1, 2, 3, 7, 16)
     for n in sizes:
         a, b, c = sample(alg, n, 11), sample(alg, n, 11), sample(alg, n, 12)
         _check_shapes(alg, a)
-        assert a.num_nodes == (4 if alg == "segments_intersect" else n)
+        assert a.num_nodes == {"segments_intersect": 4, "optimal_bst": n + 1}.get(alg, n)
         assert a.length == b.length
         for stage in (Stage.INPUT, Stage.OUTPUT, Stage.HINT):
             fa, fb = a.features(stage), b.features(stage)
@@ -485,3 +521,117 @@ def test_shapes_and_determinism(alg):
             np.testing.assert_allclose(pos, np.arange(a.num_nodes) / a.num_nodes)
         else:
             assert (pos >= 0).all() and (pos < 1).all()
+
+
+# ---------------------------------------------------------------- benchmark variant vs textbook variant, by hand
+
+
+def test_heapsort_largest_on_swap_steps_by_hand():
+    # keys 0.3, 0.1, 0.2: the heap is already a max-heap; BUILD-MAX-HEAP visits positions 2, 1, 0 (one step
+    # each); then swap root <-> position 2 (node 2 to the root), MAX-HEAPIFY of the 2-heap, swap root <->
+    # position 1 (node 1 to the root), MAX-HEAPIFY of the 1-heap. On a swap step the benchmark writes node 0
+    # as `largest`, the textbook variant the node now at the root (2, then 1).
+    tr = run_heapsort([0.3, 0.1, 0.2])
+    assert tr.hints["phase"].argmax(-1).tolist() == [0, 0, 0, 0, 1, 2, 1, 2]
+    assert _masks(tr.hints["largest"]) == [2, 2, 1, 0, 0, 2, 0, 1]
+    assert _masks(tr.hints["i"]) == [2, 2, 1, 0, 2, 0, 1, 2]
+    assert _masks(tr.hints["j"]) == [2, 2, 1, 0, 0, 2, 2, 1]
+    assert _masks(tr.hints["heap_size"]) == [2, 2, 2, 2, 1, 1, 1, 1]
+    assert tr.outputs["pred"].tolist() == [2, 1, 1]  # sorted: 1 (0.1), 2 (0.2), 0 (0.3)
+    tb = run_heapsort([0.3, 0.1, 0.2], "textbook")
+    assert _masks(tb.hints["largest"]) == [2, 2, 1, 0, 2, 2, 1, 1]
+    assert all(np.array_equal(tb.hints[k], tr.hints[k]) for k in tr.hints if k != "largest")
+
+
+def test_quickselect_pivot_and_i_rank_by_hand():
+    # keys 0.4, 0.5, 0.3, 0.2, 0.1 (nodes 0..4), rank 2 sought. PARTITION(0, 4) around 0.1 (node 4) moves nothing
+    # and places it first; PARTITION(1, 4) around 0.4 (node 0) keeps 0.3, 0.2 low and places 0.4 at position 3;
+    # PARTITION(1, 2) around 0.2 (node 3) places it at 1; PARTITION(2, 2) places 0.3 (node 2): the median.
+    tr = run_quickselect([0.4, 0.5, 0.3, 0.2, 0.1])
+    assert tr.length == 12 and _onehot_index(tr.outputs["median"]) == 2
+    assert _masks(tr.hints["pivot"]) == [4, 4, 4, 4, 4, 0, 0, 0, 0, 3, 3, 2]
+    assert _masks(tr.hints["p"]) == [0, 0, 0, 0, 4, 1, 2, 2, 2, 2, 3, 2]
+    # loop steps: the low side's end as a whole-array position / 5; placing steps: its rank in the subarray / 5
+    np.testing.assert_allclose(tr.hints["i_rank"], np.array([0, 0, 0, 0, 0, 1, 2, 3, 2, 1, 0, 0]) / 5)
+    np.testing.assert_allclose(tr.hints["target"], np.array([2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0]) / 5)
+    tb = run_quickselect([0.4, 0.5, 0.3, 0.2, 0.1], "textbook")  # ranks within the subarray throughout
+    np.testing.assert_allclose(tb.hints["i_rank"], np.array([0, 0, 0, 0, 0, 0, 1, 2, 2, 0, 0, 0]) / 5)
+    assert all(np.array_equal(tb.hints[k], tr.hints[k]) for k in tr.hints if k != "i_rank")
+
+
+def test_quicksort_initial_step_by_hand():
+    # keys 0.2, 0.1: one PARTITION(0, 1) around 0.1 — one loop step (0.2 stays high), one step placing the pivot.
+    tr = run_quicksort([0.2, 0.1])
+    assert tr.length == 2
+    assert tr.hints["pred_h"].tolist() == [[0, 0], [1, 1]]
+    assert _masks(tr.hints["p"]) == [0, 1] and _masks(tr.hints["r"]) == [1, 0]
+    assert _masks(tr.hints["i"]) == [0, 1] and _masks(tr.hints["j"]) == [0, 0]
+    tb = run_quicksort([0.2, 0.1], "textbook")  # the textbook variant records the initial state first
+    assert tb.length == 3 and tb.hints["pred_h"].tolist() == [[0, 0], [0, 0], [1, 1]]
+    assert all(np.array_equal(tb.hints[k][1:], tr.hints[k]) for k in tr.hints)
+    assert run_quicksort([0.5], "textbook").length == 1
+
+
+def test_lcs_blank_cells_by_hand():
+    # x = "01" (nodes 0, 1), y = "1" (node 2): the only decisions are cells (0, 2) "up" and (1, 2) "diagonal".
+    tr = run_lcs_length([0, 1], [1])
+    b = tr.outputs["b"]
+    assert b[0, 2].tolist() == [0, 1, 0, 0] and b[1, 2].tolist() == [1, 0, 0, 0]
+    for i, j in [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]:
+        assert b[i, j].tolist() == [0, 0, 0, -1]  # masked
+    tb = run_lcs_length([0, 1], [1], "textbook")
+    assert tb.outputs["b"][2, 2].tolist() == [0, 0, 0, 1] and tb.outputs["b"][1, 2].tolist() == [1, 0, 0, 0]
+
+
+_DIFFERS = ("task_scheduling", "heapsort", "quickselect", "quicksort", "bridges", "lcs_length", "optimal_bst")
+
+
+def test_textbook_variant_changes_only_the_listed_algorithms():
+    for alg in algorithms():
+        a, b = sample(alg, 9, 5), sample(alg, 9, 5, variant="textbook")
+        same = a.length == b.length and all(
+            np.array_equal(x.features(st)[k], y.features(st)[k]) for x, y in [(a, b)]
+            for st in (Stage.INPUT, Stage.OUTPUT, Stage.HINT) for k in x.features(st))
+        if alg not in _DIFFERS:
+            assert same, alg
+    # and each listed one differs on some input of 9 (optimal_bst: even its node count)
+    for alg in _DIFFERS:
+        differs = False
+        for seed in range(20):
+            a, b = sample(alg, 9, seed), sample(alg, 9, seed, variant="textbook")
+            differs = a.num_nodes != b.num_nodes or a.length != b.length or any(
+                not np.array_equal(a.features(st)[k], b.features(st)[k]) for st in (Stage.OUTPUT, Stage.HINT)
+                for k in a.features(st))
+            if differs:
+                break
+        assert differs, alg
+
+
+def test_training_inputs_randomise_positions_and_needles():
+    tr = sample("insertion_sort", 12, 3, inputs="training")
+    pos = tr.inputs["pos"]
+    assert (np.diff(pos) > 0).all() and 0 <= pos.min() and pos.max() < 1
+    assert not np.allclose(pos, np.arange(12) / 12)
+    needles = set()
+    for seed in range(60):
+        t = sample("kmp_matcher", 20, seed, inputs="training")  # the training script's 20-node strings
+        m = int(t.inputs["string"].sum())
+        needles.add(m)
+        p = t.inputs["pos"]
+        assert (np.diff(p[:20 - m]) > 0).all() and (np.diff(p[20 - m:]) > 0).all()  # sorted within each string
+    assert needles == set(range(1, 9))
+    assert int(sample("kmp_matcher", 20, 0).inputs["string"].sum()) == 4  # the benchmark: 20 // 5
+    with pytest.raises(ValueError, match="inputs"):
+        sample("bfs", 8, 0, inputs="uniform")
+    with pytest.raises(ValueError, match="variant"):
+        sample("bfs", 8, 0, variant="book")
+
+
+def test_benchmark_split_sizes():
+    assert benchmark_split("bfs", "train") == (1000, 16) and benchmark_split("bfs", "val") == (32, 16)
+    assert benchmark_split("bfs", "test") == (32, 64)
+    assert benchmark_split("minimum", "test") == (2048, 64) and benchmark_split("kmp_matcher", "val") == (2048, 16)
+    assert benchmark_split("find_maximum_subarray_kadane", "test") == (1024, 64)
+    assert benchmark_split("minimum", "train") == (1000, 16)
+    with pytest.raises(ValueError):
+        benchmark_split("bfs", "dev")

@@ -97,7 +97,8 @@ def _check(algorithm: str, t: Trajectory) -> None:
     elif algorithm == "bridges":
         b = out["is_bridge"]
         np.testing.assert_array_equal(b, b.T)
-        assert not (b.astype(bool) & (A == 0)).any()
+        # the benchmark's -1 ("masked") on every non-edge, 0/1 on edges and self-loops
+        np.testing.assert_array_equal(b == -1, (A == 0) & ~np.eye(n, dtype=bool))
         got = {tuple(e) for e in np.argwhere(np.triu(b) > 0).tolist()}
         assert got == {tuple(sorted(e)) for e in nx.bridges(_nx(A, directed=False))}
     elif algorithm == "strongly_connected_components":
@@ -153,8 +154,8 @@ def _check(algorithm: str, t: Trajectory) -> None:
 @pytest.mark.parametrize(("algorithm", "n", "count"), _CASES)
 def test_outputs_match_networkx(algorithm: str, n: int, count: int) -> None:
     rng = np.random.default_rng([n, GRAPH_ALGORITHMS.index(algorithm)])
-    for _ in range(count):
-        t = sample(algorithm, n, rng)
+    for i in range(count):  # the benchmark's fixed density and the training inputs' sparse to dense graphs
+        t = sample(algorithm, n, rng, inputs=("benchmark", "training")[i % 2])
         assert t.num_nodes == n and t.length >= 1
         _check(algorithm, t)
 
@@ -220,6 +221,9 @@ def test_same_seed_same_arrays(algorithm: str) -> None:
     assert not np.array_equal(a.inputs["A"], c.inputs["A"])
 
 
+_LOW_P = ("articulation_points", "bridges", "mst_kruskal")
+
+
 def test_input_distributions() -> None:
     rng = np.random.default_rng(0)
     for a in GRAPH_ALGORITHMS:
@@ -227,8 +231,11 @@ def test_input_distributions() -> None:
         A, adj = t.inputs["A"], t.inputs["adj"]
         np.testing.assert_array_equal(adj, ((A != 0) | np.eye(16, dtype=bool)).astype(np.float32))
         np.testing.assert_allclose(t.inputs["pos"], np.arange(16) / 16)
-        assert t.meta["p"] in (g.P_CHOICES if a not in ("articulation_points", "bridges", "mst_kruskal")
-                               else tuple(p / 2 for p in g.P_CHOICES))
+        # the benchmark's fixed edge probability: 0.5, and 0.2 for the three sparser ones
+        assert t.meta["p"] == (0.2 if a in _LOW_P else 0.5), a
+        tr = sample(a, 16, rng, inputs="training")  # the training script's p per graph, halved for those three
+        assert tr.meta["p"] in (tuple(p / 2 for p in g.P_CHOICES) if a in _LOW_P else g.P_CHOICES), a
+        assert tr.meta["inputs"] == "training" and t.meta["inputs"] == "benchmark"
         if a in ("bfs", "articulation_points", "bridges", "mst_kruskal", "mst_prim", "bellman_ford", "dijkstra",
                  "floyd_warshall"):
             np.testing.assert_array_equal(A, A.T)
@@ -240,6 +247,22 @@ def test_input_distributions() -> None:
     # undirected ER keeps M * M.T: about p² of the pairs are edges
     A = g.er_graph(400, 0.5, np.random.default_rng(1), directed=False)
     assert abs(np.triu(A, 1).sum() / (400 * 399 / 2) - 0.25) < 0.01
+
+
+def test_benchmark_densities_are_fixed_and_training_densities_spread() -> None:
+    # Undirected pairs are edges with probability p²: 0.25 for bfs, 0.04 for bridges, the same in every graph
+    # of the benchmark's inputs; the training inputs draw p per graph, so their densities spread.
+    def density(a: str, inputs: str) -> np.ndarray:
+        out = []
+        for seed in range(30):
+            A = sample(a, 16, seed, inputs=inputs).inputs["A"]
+            out.append(np.triu(A != 0, 1).sum() / (16 * 15 / 2))
+        return np.array(out)
+
+    bfs, br = density("bfs", "benchmark"), density("bridges", "benchmark")
+    assert abs(bfs.mean() - 0.25) < 0.02 and abs(br.mean() - 0.04) < 0.01
+    spread = density("bfs", "training")
+    assert spread.std() > 3 * bfs.std() and spread.min() < 0.1 < 0.5 < spread.max()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -372,7 +395,14 @@ def test_articulation_points_and_bridges_by_hand() -> None:
     A = _adj(4, [(0, 1), (1, 2), (2, 0), (2, 3)], directed=False)
     ap, br = g.articulation_points(A), g.bridges(A)
     np.testing.assert_array_equal(ap.outputs["is_cut"], [0, 0, 1, 0])
-    np.testing.assert_array_equal(br.outputs["is_bridge"], _adj(4, [(2, 3)], directed=False))
+    # the benchmark: 1 on the bridge, 0 on the other edges and the self-loops, -1 (masked) on the non-edges 0-3, 1-3
+    np.testing.assert_array_equal(br.outputs["is_bridge"], [[0, 0, 0, -1], [0, 0, 0, -1], [0, 0, 0, 1], [-1, -1, 1, 0]])
+    np.testing.assert_array_equal(br.hints["is_bridge_h"][0], [[0, 0, 0, -1], [0, 0, 0, -1], [0, 0, 0, 0], [-1, -1, 0, 0]])
+    textbook = g.bridges(A, "textbook")
+    np.testing.assert_array_equal(textbook.outputs["is_bridge"], _adj(4, [(2, 3)], directed=False))
+    for k in br.hints:
+        if k != "is_bridge_h":
+            np.testing.assert_array_equal(textbook.hints[k], br.hints[k])
     # DFS 0→1→2→3; finishing 3 leaves low = d; 2 sees back edge 2-0 (low[2] = d[0]), so 1-2 and 0-1 are no bridges.
     np.testing.assert_allclose(ap.hints["low"][-1], [0.01, 0.01, 0.01, 0.04], atol=1e-6)
     np.testing.assert_allclose(ap.hints["child_cnt"][-1], [0.01, 0.01, 0.01, 0.0], atol=1e-6)
