@@ -192,6 +192,10 @@ from synth2.cli_eea import eea as _eea  # noqa: E402
 
 main.add_command(_eea)
 
+from synth2.cli_htm import htm as _htm  # noqa: E402
+
+main.add_command(_htm)
+
 
 if __name__ == "__main__":
     main()
