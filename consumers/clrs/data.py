@@ -1,5 +1,6 @@
 """CLRS trajectories for PyTorch: a `Dataset` over a `clrs` job's shards (or straight from the samplers)
-and a collate that pads the node count and the hint length, with masks.
+and a collate that pads the node count and the hint length, with masks. A -1 in a mask or categorical
+feature is the benchmark's "masked" (no decision there): the losses and scores leave it out.
 
 A trajectory is a dict: `algorithm`, `n`, `length` and `inputs` / `hints` / `outputs` (name → array,
 the storage conventions of generators/clrs/probing.py: node `[n, ...]`, edge `[n, n, ...]`, graph `[...]`,
@@ -27,7 +28,10 @@ def _from_sample(s: dict) -> dict:
         if stage in STAGE_KEY and rest.endswith(".npy"):
             traj[STAGE_KEY[stage]][rest[:-4]] = v
     meta = s["json"]
-    return traj | {"algorithm": meta["algorithm"], "n": int(meta["n"]), "length": int(meta["length"]), "meta": meta}
+    # The node count is the arrays' (every algorithm has the node feature `pos`): a job's `n` is the size it
+    # asked for, which optimal_bst (n + 1 nodes) and segments_intersect (4) do not equal.
+    n = int(traj["inputs"]["pos"].shape[0])
+    return traj | {"algorithm": meta["algorithm"], "n": n, "length": int(meta["length"]), "meta": meta}
 
 
 class ShardDataset(Dataset):
@@ -67,15 +71,19 @@ class ShardDataset(Dataset):
 
 
 class SamplerDataset(Dataset):
-    """`count` trajectories drawn straight from the NumPy samplers (no shards): item i has
-    `nodes[i % len(nodes)]` nodes and its own seed, so the dataset is the same every time."""
+    """`count` trajectories drawn straight from the NumPy samplers (no shards): item i has the benchmark's
+    length `nodes[i % len(nodes)]` (the node count but for optimal_bst, segments_intersect) and its own seed,
+    so the dataset is the same every time. `variant` and `inputs` are the samplers' settings
+    (generators/clrs/sampling.py): the benchmark's by default."""
 
-    def __init__(self, algorithm: str, count: int, nodes: list[int] | int, seed: int = 0, cache: bool = True) -> None:
-        from generators.clrs import SPECS, algorithms
+    def __init__(self, algorithm: str, count: int, nodes: list[int] | int, seed: int = 0, cache: bool = True,
+                 variant: str = "benchmark", inputs: str = "benchmark") -> None:
+        from generators.clrs import SPECS, Sampling, algorithms
 
         if algorithm not in algorithms():
             raise KeyError(f"unknown CLRS algorithm {algorithm!r}; known: {', '.join(algorithms())}")
-        self.algorithm, self.count, self.seed = algorithm, count, seed
+        Sampling(variant, inputs)  # checks both
+        self.algorithm, self.count, self.seed, self.variant, self.inputs = algorithm, count, seed, variant, inputs
         self.nodes = [nodes] if isinstance(nodes, int) else list(nodes)
         self.spec: Spec = dict(SPECS[algorithm])
         self._cache: dict[int, dict] | None = {} if cache else None
@@ -88,11 +96,12 @@ class SamplerDataset(Dataset):
             return self._cache[i]
         from generators.clrs import sample
 
-        n = self.nodes[i % len(self.nodes)]
+        length = self.nodes[i % len(self.nodes)]
         seed = int(np.random.SeedSequence([self.seed, i, sum(map(ord, self.algorithm))]).generate_state(1)[0])
-        t = sample(self.algorithm, n, seed)
-        item = {"algorithm": t.algorithm, "n": n, "length": int(t.length), "inputs": t.inputs, "hints": t.hints,
-                "outputs": t.outputs, "meta": {"seed": seed, "index": i}}
+        t = sample(self.algorithm, length, seed, variant=self.variant, inputs=self.inputs)
+        item = {"algorithm": t.algorithm, "n": t.num_nodes, "length": int(t.length), "inputs": t.inputs,
+                "hints": t.hints, "outputs": t.outputs,
+                "meta": {"seed": seed, "index": i, "length_asked": length, "variant": self.variant, "inputs": self.inputs}}
         if self._cache is not None:
             self._cache[i] = item
         return item

@@ -3,6 +3,7 @@
 - pointer, mask_one, categorical, permutation: accuracy over every (valid) position — for a single-label
   decision this is the micro-averaged F1;
 - mask: binary F1 of the positive class (micro: true/false positives and negatives pooled);
+- positions the benchmark marks -1 ("masked": bridges' non-edges, lcs_length's blank cells) are not scored;
 - scalar: negative mean squared error.
 
 An algorithm's score is the mean over its output features (the "micro-F1" of the CLRS tables).
@@ -17,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from consumers.clrs.data import POINTER_TYPES, Batch, Collate, Spec
+from consumers.clrs.checkpoint import load_model
+from consumers.clrs.data import POINTER_TYPES, Batch, Collate, SamplerDataset, ShardDataset, Spec
 from consumers.clrs.model import valid_mask
+from consumers.clrs.params import ClrsEvalParams
 
 
 class Scorer:
@@ -33,8 +36,9 @@ class Scorer:
         for k, (_, loc, typ) in self.spec.items():
             p, t, c = preds[k].cpu(), truth[k].cpu(), self.counts[k]
             valid = valid_mask(loc, node_mask.cpu())
-            if typ == "mask":
+            if typ == "mask":  # -1 is the benchmark's "masked": not scored
                 pb, tb = p > 0.5, t > 0.5
+                valid = valid & (t >= 0)
                 c["tp"] += float((pb & tb & valid).sum())
                 c["fp"] += float((pb & ~tb & valid).sum())
                 c["fn"] += float((~pb & tb & valid).sum())
@@ -48,7 +52,7 @@ class Scorer:
             elif typ == "mask_one":
                 c["correct"] += float(((p > 0.5) == (t > 0.5)).sum())
                 c["total"] += p.numel()
-            elif typ == "categorical":
+            elif typ == "categorical":  # masked rows ([0, .., -1]) are not scored
                 has = t.sum(-1) > 0
                 v = valid & has
                 c["correct"] += float(((p.argmax(-1) == t.argmax(-1)) & v).sum())
@@ -96,17 +100,20 @@ def evaluate(model, dataset, batch_size: int = 8, device: str = "cpu") -> dict:
     return {"micro_f1": micro_f1(s), "per_feature": s, "trajectories": n, "seconds": round(time.time() - t0, 2)}
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | None, split: str = "test", count: int = 32,
-                        nodes: int = 64, seed: int = 1, batch_size: int = 4, out: str | Path | None = None) -> dict:
-    """Evaluate a saved model on a `clrs` job's split (`data` = its directory) or on fresh samples."""
-    from consumers.clrs.data import SamplerDataset, ShardDataset
-    from consumers.clrs.train import load_model
+def evaluate_checkpoint(p: ClrsEvalParams, out: str | Path | None = None) -> dict:
+    """Evaluate a saved model on a `clrs` job's split (`p.data` = its directory) or on fresh samples
+    (by default the CLRS-30 test split: the benchmark's inputs, length 64, its count for the algorithm)."""
+    from generators.clrs import benchmark_split
 
-    model, meta = load_model(checkpoint)
+    model, meta = load_model(p.model)
     algorithm = meta["algorithm"]
-    ds = ShardDataset(data, algorithm, split) if data else SamplerDataset(algorithm, count, nodes, seed=seed)
-    res = evaluate(model, ds, batch_size=batch_size) | {"algorithm": algorithm, "split": split,
-                                                        "source": str(data) if data else f"sampler n={nodes} seed={seed}"}
+    if p.data:
+        ds, source = ShardDataset(p.data, algorithm, p.split), str(p.data)
+    else:
+        count = p.count or benchmark_split(algorithm, p.split)[0]
+        ds = SamplerDataset(algorithm, count, p.nodes, seed=p.seed, variant=p.variant, inputs=p.inputs)
+        source = f"sampler length={p.nodes} count={count} variant={p.variant} inputs={p.inputs} seed={p.seed}"
+    res = evaluate(model, ds, batch_size=p.batch_size) | {"algorithm": algorithm, "split": p.split, "source": source}
     if out:
         Path(out).write_text(json.dumps(res, indent=1))
     return res

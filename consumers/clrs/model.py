@@ -397,8 +397,10 @@ class EPD(nn.Module):
         denom = vf.sum().clamp(min=1)
         if typ == "scalar":
             return (((pred - truth) ** 2) * vf).sum() / denom
-        if typ == "mask":
-            return (F.binary_cross_entropy_with_logits(pred, truth, reduction="none") * vf).sum() / denom
+        if typ == "mask":  # -1 is the benchmark's "masked": no decision, no loss
+            vf = vf * (truth >= 0).float()
+            bce = F.binary_cross_entropy_with_logits(pred, truth.clamp(min=0), reduction="none")
+            return (bce * vf).sum() / vf.sum().clamp(min=1)
         if typ == "mask_one":
             if loc == "graph":
                 return (F.binary_cross_entropy_with_logits(pred, truth, reduction="none") * vf).sum() / denom
@@ -407,8 +409,8 @@ class EPD(nn.Module):
             per = -(lp * truth.reshape(b, -1)).sum(-1)
             vb = valid.reshape(b, -1).any(-1).float()
             return (per * vb).sum() / vb.sum().clamp(min=1)
-        if typ == "categorical":
-            per = -(pred.log_softmax(-1) * truth).sum(-1)
+        if typ == "categorical":  # a masked row ([0, .., -1]) sums to -1: left out
+            per = -(pred.log_softmax(-1) * truth.clamp(min=0)).sum(-1)
             vf = vf * (truth.sum(-1) > 0).float()
             return (per * vf).sum() / vf.sum().clamp(min=1)
         # pointers

@@ -1,8 +1,7 @@
 """Single-task training of the CLRS encode-process-decode model: Adam, gradient clipping, hint
-supervision, model selection on the validation split (in distribution), then an OOD test.
-
-A model is saved as `config.json` (spec, model config, algorithm, training figures) + `model.pt`
-(PyTorch state dict) in one directory, and loaded back with `load_model`.
+supervision, model selection on the validation split (in distribution), then an OOD test on the
+CLRS-30 test split. `run(ClrsParams, out)` is the entry point of `synth2 clrs train` and of the
+consumer run; the model is saved with `consumers.clrs.checkpoint`.
 """
 
 from __future__ import annotations
@@ -18,9 +17,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from consumers.clrs.data import Collate
+from consumers.clrs.checkpoint import save_model
+from consumers.clrs.data import Collate, SamplerDataset, ShardDataset
 from consumers.clrs.evaluate import evaluate
 from consumers.clrs.model import EPD, ModelConfig, categories_of, num_parameters
+from consumers.clrs.params import ClrsParams
 
 log = logging.getLogger("synth2.clrs")
 
@@ -56,7 +57,7 @@ class SizeBuckets(Sampler[list[int]]):
 
 def train(algorithm: str, train_ds: Dataset, val_ds: Dataset | None, *, config: ModelConfig | None = None,
           steps: int = 1000, batch_size: int = 32, lr: float = 1e-3, grad_clip: float = 1.0, seed: int = 0,
-          eval_every: int = 100, max_seconds: float | None = None, batching: str = "mixed",
+          eval_every: int = 100, max_seconds: float | None = None, batching: str = "by_size",
           progress: Callable[[int, int, dict], None] | None = None) -> tuple[EPD, dict]:
     """Train on `train_ds` for `steps` batches (or until `max_seconds`); keep the weights with the best
     validation micro-F1. `batching`: "mixed" (uniform batches, padded to the largest graph) or "by_size"
@@ -112,56 +113,36 @@ def train(algorithm: str, train_ds: Dataset, val_ds: Dataset | None, *, config: 
     return model, hist
 
 
-def save_model(model: EPD, directory: str | Path, algorithm: str, extra: dict | None = None) -> Path:
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), d / "model.pt")
-    (d / "config.json").write_text(json.dumps({"algorithm": algorithm, **model.config_dict(), **(extra or {})}, indent=1))
-    return d
+def datasets(p: ClrsParams) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, val, test) of one algorithm: the splits of a `clrs` job directory, or fresh samples —
+    train and val with the reference training script's lengths and inputs, test the CLRS-30 test split."""
+    from generators.clrs import benchmark_split
+
+    if p.data:
+        return tuple(ShardDataset(p.data, p.algorithm, s) for s in ("train", "val", "test"))
+    lengths = p.train_lengths()
+    test_count = p.test_count or benchmark_split(p.algorithm, "test")[0]
+    return (SamplerDataset(p.algorithm, p.train_count, lengths, seed=p.seed, variant=p.variant, inputs=p.train_inputs),
+            SamplerDataset(p.algorithm, p.val_count, [max(lengths)], seed=p.seed + 1, variant=p.variant,
+                           inputs=p.train_inputs),
+            SamplerDataset(p.algorithm, test_count, p.test_nodes, seed=p.seed + 2, variant=p.variant, inputs="benchmark"))
 
 
-def load_model(directory: str | Path) -> tuple[EPD, dict]:
-    d = Path(directory)
-    if not (d / "config.json").exists():
-        raise FileNotFoundError(f"{d} has no config.json: not a CLRS model directory")
-    meta = json.loads((d / "config.json").read_text())
-    spec = {k: tuple(v) for k, v in meta["spec"].items()}
-    model = EPD(spec, ModelConfig(**meta["model"]), meta.get("categories") or {})
-    model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
-    model.eval()
-    return model, meta
-
-
-def datasets(algorithm: str, data: str | None, *, train_count: int = 1000, train_nodes: list[int] | None = None,
-             val_count: int = 32, val_nodes: list[int] | None = None, test_count: int = 32, test_nodes: list[int] | None = None,
-             seed: int = 0):
-    """(train, val, test) of one algorithm: the splits of a `clrs` job directory, or fresh samples."""
-    from consumers.clrs.data import SamplerDataset, ShardDataset
-
-    if data:
-        return tuple(ShardDataset(data, algorithm, s) for s in ("train", "val", "test"))
-    return (SamplerDataset(algorithm, train_count, train_nodes or [16], seed=seed),
-            SamplerDataset(algorithm, val_count, val_nodes or [16], seed=seed + 1),
-            SamplerDataset(algorithm, test_count, test_nodes or [64], seed=seed + 2))
-
-
-def run(algorithm: str, out: str | Path, *, data: str | None = None, processor: str = "triplet_gmpnn", hidden: int = 128,
-        steps: int = 1000, batch_size: int = 32, lr: float = 1e-3, teacher_forcing: float = 0.0, seed: int = 0,
-        eval_every: int = 100, max_seconds: float | None = None, test_batch_size: int = 4, threads: int | None = None,
-        batching: str = "mixed", progress: Callable[[int, int, dict], None] | None = None, **split_kw) -> dict:
+def run(p: ClrsParams, out: str | Path, *, threads: int | None = None,
+        progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Train on one algorithm, pick the best validation checkpoint, test OOD; save model + results.json."""
     if threads:
         torch.set_num_threads(threads)
-    tr, va, te = datasets(algorithm, data, seed=seed, **split_kw)
-    cfg = ModelConfig(processor=processor, hidden=hidden, teacher_forcing=teacher_forcing)
-    model, hist = train(algorithm, tr, va, config=cfg, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                        eval_every=eval_every, max_seconds=max_seconds, batching=batching, progress=progress)
-    test = evaluate(model, te, batch_size=test_batch_size)
-    result = {"algorithm": algorithm, "processor": processor, "hidden": hidden, "steps": hist["steps"],
+    tr, va, te = datasets(p)
+    cfg = ModelConfig(processor=p.processor, hidden=p.hidden, teacher_forcing=p.teacher_forcing)
+    model, hist = train(p.algorithm, tr, va, config=cfg, steps=p.steps, batch_size=p.batch_size, lr=p.lr, seed=p.seed,
+                        eval_every=p.eval_every, max_seconds=p.max_seconds, batching=p.batching, progress=progress)
+    test = evaluate(model, te, batch_size=p.test_batch_size)
+    result = {"algorithm": p.algorithm, "processor": p.processor, "hidden": p.hidden, "steps": hist["steps"],
               "test_micro_f1": test["micro_f1"], "test": test, "history": hist,
               "train_nodes": sorted({int(x["n"]) for x in (tr[i] for i in range(len(tr)))}),
               "test_nodes": sorted({int(x["n"]) for x in (te[i] for i in range(len(te)))}),
-              "data": str(data) if data else "samplers"}
-    save_model(model, out, algorithm, {"training": {k: v for k, v in result.items() if k not in ("history", "test")}})
+              "data": str(p.data) if p.data else "samplers", "params": p.model_dump(mode="json")}
+    save_model(model, out, p.algorithm, {"training": {k: v for k, v in result.items() if k not in ("history", "test")}})
     (Path(out) / "results.json").write_text(json.dumps(result, indent=1))
     return result

@@ -155,7 +155,8 @@ def test_each_processor_forward_backward_and_padding_invariance(processor):
 
 
 def test_training_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
-    from consumers.clrs.train import load_model, save_model, train
+    from consumers.clrs.checkpoint import load_model, save_model
+    from consumers.clrs.train import train
 
     torch.manual_seed(0)
     ds = SamplerDataset("minimum", 16, [5, 6], seed=0)
@@ -232,15 +233,33 @@ def test_cli_train_and_eval(tmp_path, job_dir):
     r = CliRunner().invoke(main, ["clrs", "train", "--algorithm", "bfs", "--data", str(job_dir), "--out", str(tmp_path / "m"),
                                   "--steps", "2", "--hidden", "16", "--batch-size", "4", "--eval-every", "1", "--threads", "1"])
     assert r.exit_code == 0, r.output
-    assert "bfs: micro-F1" in r.output and "pi" in r.output
     res = json.loads((tmp_path / "m" / "results.json").read_text())
     assert res["test_nodes"] == [9] and res["train_nodes"] == [4, 7] and res["steps"] == 2
+    # one unit everywhere: the CLI prints the fraction the results hold
+    assert f"bfs: micro-F1 {res['test_micro_f1']:.4f} on 3 trajectories" in r.output and "pi" in r.output
     r = CliRunner().invoke(main, ["clrs", "eval", "--model", str(tmp_path / "m"), "--count", "2", "--nodes", "12", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["trajectories"] == 2 and 0.0 <= out["micro_f1"] <= 1.0 and out["per_feature"]["pi"]["metric"] == "accuracy"
+    r = CliRunner().invoke(main, ["clrs", "eval", "--model", str(tmp_path / "m"), "--count", "2", "--nodes", "12"])
+    assert r.exit_code == 0 and f"micro-F1 {out['micro_f1']:.4f} on 2 trajectories" in r.output, r.output
     r = CliRunner().invoke(main, ["clrs", "train", "--algorithm", "bogosort", "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "bogosort" in r.output
+
+
+def test_cli_options_are_the_params_and_their_bounds():
+    from consumers.clrs.params import ClrsParams
+    from synth2.cli import main
+
+    cmd = main.commands["clrs"].commands["train"]
+    names = {o.name for o in cmd.params}
+    assert set(ClrsParams.model_fields) <= names and {"out", "threads"} <= names
+    bound = ClrsParams.model_fields["steps"].metadata  # one definition: the CLI refuses what the params refuse
+    too_many = next(m.le for m in bound if hasattr(m, "le")) + 1
+    r = CliRunner().invoke(main, ["clrs", "train", "--algorithm", "bfs", "--out", "x", "--steps", str(too_many)])
+    assert r.exit_code != 0 and "--steps" in r.output
+    with pytest.raises(ValueError):
+        ClrsParams(algorithm="bfs", steps=too_many)
 
 
 def test_clrs_is_a_registered_consumer(tmp_path):
@@ -250,6 +269,56 @@ def test_clrs_is_a_registered_consumer(tmp_path):
     with pytest.raises(ValueError, match="bogosort"):
         c.params.model_validate({"algorithm": "bogosort"})
     r = run_consumer("clrs", {"algorithm": "minimum", "steps": 2, "hidden": 16, "batch_size": 4, "train_count": 8,
-                              "train_nodes": [5], "test_nodes": [7], "eval_every": 1}, str(tmp_path / "run"))
+                              "train_nodes": [5], "val_count": 4, "test_count": 3, "test_nodes": [7], "eval_every": 1},
+                     str(tmp_path / "run"))
     assert {"config.json", "model.pt", "results.json"} <= set(r["files"])
     assert r["summary"]["test_nodes"] == [7] and 0.0 <= r["summary"]["test_micro_f1"] <= 1.0
+    assert r["summary"]["test_trajectories"] == 3 and all(0.0 <= v <= 1.0 for v in r["summary"]["per_feature"].values())
+
+
+def test_default_splits_are_the_reference_recipe_and_the_benchmark_test_split():
+    from consumers.clrs.params import ClrsParams
+    from consumers.clrs.train import datasets
+
+    tr, va, te = datasets(ClrsParams(algorithm="minimum", train_count=10, val_count=3))
+    assert (len(te), te.nodes, te.inputs, te.variant) == (2048, [64], "benchmark", "benchmark")  # 32 x 64 for minimum
+    assert tr.inputs == va.inputs == "training" and tr.nodes == [4, 7, 11, 13, 16] and va.nodes == [16]
+    assert te[0]["n"] == 64 and not np.allclose(tr[0]["inputs"]["pos"], np.arange(tr[0]["n"]) / tr[0]["n"])
+    _, _, te = datasets(ClrsParams(algorithm="bfs"))
+    assert len(te) == 32
+    tr, _, _ = datasets(ClrsParams(algorithm="kmp_matcher", train_count=2))
+    assert tr.nodes == [20]
+    bst = SamplerDataset("optimal_bst", 2, [5])
+    assert bst[0]["n"] == 6 and collate([bst[0], bst[1]], bst.spec).node_mask.sum().item() == 12
+
+
+def test_masked_entries_are_neither_scored_nor_learned():
+    # truth 1, 0, -1 (masked) predicted all 1: tp 1, fp 1 (the masked one is no false positive) -> F1 2/3
+    sc = Scorer({"m": ("output", "node", "mask")})
+    sc.add({"m": torch.tensor([[1.0, 1.0, 1.0]])}, {"m": torch.tensor([[1.0, 0.0, -1.0]])}, torch.ones(1, 3, dtype=torch.bool))
+    assert sc.scores()["m"]["score"] == pytest.approx(2 / 3)
+    # bridges' non-edges are -1: the loss is that of the real entries only, and trains
+    ds = SamplerDataset("bridges", 2, [6], seed=0)
+    assert (ds[0]["outputs"]["is_bridge"] == -1).any()
+    model = EPD(ds.spec, ModelConfig(processor="mpnn", hidden=8), categories_of(ds.spec, ds[0]))
+    batch = collate([ds[0], ds[1]], ds.spec)
+    pred = torch.zeros(2, 6, 6)
+    truth = batch.outputs["is_bridge"]
+    valid = torch.ones(2, 6, 6, dtype=torch.bool)
+    got = model._feature_loss("is_bridge", pred, truth, valid, batch.node_mask)
+    keep = truth >= 0
+    want = torch.nn.functional.binary_cross_entropy_with_logits(pred[keep], truth[keep])
+    assert got.item() == pytest.approx(want.item())
+    loss, _ = model.loss(batch)
+    assert torch.isfinite(loss)
+
+
+def test_shards_of_algorithms_whose_size_is_not_their_node_count(tmp_path):
+    from pipeline.runner import run_job
+
+    spec = clrs_spec(tmp_path / "j", algorithms=["optimal_bst", "segments_intersect"], train={"count": 2, "nodes": [5]},
+                     val={"count": 1, "nodes": [5]}, test={"count": 1, "nodes": [6]})
+    run_job(spec)
+    bst, seg = ShardDataset(tmp_path / "j", "optimal_bst", "train"), ShardDataset(tmp_path / "j", "segments_intersect", "train")
+    assert [it["n"] for it in bst.items] == [6, 6] and [it["n"] for it in seg.items] == [4, 4]
+    assert collate(bst.items, bst.spec).node_mask.shape == (2, 6)
