@@ -1,6 +1,6 @@
 """Caption backends: a local/hub `AutoModelForCausalLM` ("hf") and any OpenAI-compatible server
 ("openai": vLLM, TGI, ollama, ...). Both take prompts plus one seed per prompt and return one
-raw completion per prompt; `clean_caption` turns a completion into a caption or a drop reason.
+raw completion per prompt; `generators.cleaning.clean` turns a completion into a caption or a drop reason.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import asyncio
 import logging
 import os
 import random
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import torch
 
-log = logging.getLogger(__name__)
+from generators.cleaning import CleaningRules, clean
 
+log = logging.getLogger(__name__)
 
 
 class CaptionBackendError(RuntimeError):
@@ -31,21 +31,9 @@ class Completion:
 
 
 def clean_caption(c: Completion, min_words: int, max_words: int) -> tuple[str | None, str | None]:
-    """(caption, None) or (None, drop reason). One caption per completion: the first line."""
-    if c.error:
-        return None, c.error
-    text = c.text.strip().split("\n", 1)[0].strip()
-    if "\n" not in c.text.strip() and not c.finished:
-        return None, "truncated"
-    text = re.sub(r"^(caption:\s*)", "", text, flags=re.I).strip().strip('"').strip()
-    if not text:
-        return None, "empty"
-    n = len(text.split())
-    if n < min_words:
-        return None, "too_short"
-    if n > max_words:
-        return None, "too_long"
-    return text, None
+    """(caption, None) or (None, drop reason) with the default cleaning rules (generators/cleaning.py)."""
+    r = clean(c.text, c.finished, CleaningRules(min_words=min_words, max_words=max_words), error=c.error)
+    return r.caption, r.drop
 
 
 class SeededSampler:
@@ -75,15 +63,14 @@ class SeededSampler:
 class HFCaptioner:
     """Batched generation with left padding; the tokenizer's chat template when it has one."""
 
-    def __init__(self, model: str, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 max_new_tokens: int = 48, device: str | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, model: str, *, gguf_file: str | None = None, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, max_new_tokens: int = 48, device: str | None = None) -> None:
+        from generators.pretrained import load_causal_lm
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            self.tok = AutoTokenizer.from_pretrained(model, padding_side="left")
-            self.model = AutoModelForCausalLM.from_pretrained(model).to(self.device).eval()
-        except (OSError, ValueError) as e:
+            self.model, self.tok = load_causal_lm(model, gguf_file, device=self.device, padding_side="left")
+        except (OSError, ValueError, ImportError) as e:
             raise CaptionBackendError(f"cannot load caption model {model!r}: {e}") from e
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
@@ -107,15 +94,18 @@ class HFCaptioner:
         if self.temperature > 0:
             kwargs["logits_processor"] = LogitsProcessorList(
                 [SeededSampler(seeds, self.temperature, self.top_k, self.top_p)])
+        # A plain LM writes one caption per line; a chat model answers in a turn that may span lines
+        # ("Here is a caption:\n\n...") and ends with its end-of-turn token: the cleaner reads the whole turn.
         out = self.model.generate(**batch, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                  stop_strings=["\n"], tokenizer=self.tok, pad_token_id=self.tok.pad_token_id,
+                                  stop_strings=None if self.chat else ["\n"], tokenizer=self.tok,
+                                  pad_token_id=self.tok.pad_token_id,
                                   num_beams=1, temperature=None, top_p=None, top_k=None, **kwargs)
         new = out[:, batch.input_ids.shape[1]:]
         results = []
         for row in new:
             ids = row.tolist()
             text = self.tok.decode(ids, skip_special_tokens=True)
-            ended = self.tok.eos_token_id in ids or "\n" in text
+            ended = self.tok.eos_token_id in ids or (not self.chat and "\n" in text)
             real = [i for i in ids if i != self.tok.pad_token_id]
             results.append(Completion(text, finished=ended or len(real) < self.max_new_tokens))
         return results
@@ -197,8 +187,8 @@ def make_captioner(captions) -> HFCaptioner | OpenAICaptioner:
     """The backend a spec's `captions` section asks for."""
     s = captions.sampling
     if captions.backend == "hf":
-        return HFCaptioner(captions.model, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                           max_new_tokens=s.max_new_tokens)
+        return HFCaptioner(captions.model, gguf_file=getattr(captions, "gguf_file", None), temperature=s.temperature,
+                           top_k=s.top_k, top_p=s.top_p, max_new_tokens=s.max_new_tokens)
     if captions.backend == "openai":
         return OpenAICaptioner(captions.endpoint, captions.model, api=captions.api, api_key_env=captions.api_key_env,
                                temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,

@@ -84,3 +84,50 @@ def encode_text_tokens(model, ids: torch.Tensor) -> TextEncoding:
         end = ids.argmax(dim=-1)
     mask = torch.arange(ids.shape[1], device=ids.device)[None, :] <= end[:, None]
     return TextEncoding(F.normalize(_project(model, pooled).float(), dim=-1), _project(model, x).float(), mask)
+
+
+class SentenceEncoder:
+    """A sentence-transformers model as a caption text encoder for dedup and the diversity metrics
+    (`scoring.encoder`): a folder, a hub id, or `pkg:all_minilm_l6_v2/model.zip` (all-MiniLM-L6-v2 from its wheel)."""
+
+    def __init__(self, name: str, device: str = "cpu") -> None:
+        from generators.pretrained import sentence_model_path
+
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise ValueError(f"text encoder {name!r} needs sentence-transformers: pip install 'synth2[real]'") from e
+        self.name = name
+        try:
+            self.model = SentenceTransformer(sentence_model_path(name), device=device)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot load sentence-transformers text encoder {name!r}: {e}") from e
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """[B, D] float32, unit norm."""
+        emb = self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+        return emb.float().cpu()
+
+
+class ClipTextEncoder:
+    """The pooled text embedding of an open_clip model, behind the same `encode` as `SentenceEncoder`."""
+
+    def __init__(self, name: str, pretrained: str | None = None, device: str = "cpu") -> None:
+        self.encoder = Encoder(name, pretrained, device)
+        self.name, self.dim = name, self.encoder.dim
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        return self.encoder.encode_text(list(texts)).pooled
+
+
+def load_text_encoder(spec: dict | None, fallback: dict) -> SentenceEncoder | ClipTextEncoder:
+    """The caption text encoder a spec asks for: `scoring.encoder` (`kind`, `name`, `pretrained`) when set,
+    else FALLBACK, the synthesis encoder (`name`, `pretrained`)."""
+    if not spec:
+        return ClipTextEncoder(fallback["name"], fallback.get("pretrained"))
+    if spec.get("kind", "sentence-transformers") == "sentence-transformers":
+        return SentenceEncoder(spec["name"])
+    return ClipTextEncoder(spec["name"], spec.get("pretrained"))

@@ -71,6 +71,18 @@ class Sampling(Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
+class Cleaning(Strict):
+    """What to do with each shape of LLM output (generators/cleaning.py). Each is counted in stats.json
+    (`cleaning`: found; `dropped`: dropped, by reason) whatever is done with it."""
+
+    preamble: Literal["strip", "drop"] = Field("strip", description='A lead-in: "Caption:", "Here is a caption:".')
+    quotes: Literal["strip", "drop"] = Field("strip", description="Quotes around the caption.")
+    sentences: Literal["first", "keep", "drop"] = Field("first", description="Several sentences or lines.")
+    refusal: Literal["drop", "keep"] = Field("drop", description="\"I'm sorry, I can't ...\".")
+    off_concept: Literal["keep", "drop"] = Field("keep", description="A caption that does not name every concept "
+                                                                       "its prompt asked for.")
+
+
 class Captions(Strict):
     """Which LLM writes the captions, and how it is prompted."""
 
@@ -90,6 +102,10 @@ class Captions(Strict):
     concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight (openai).")
     timeout_s: float = Field(60.0, gt=0, le=3600)
     max_retries: int = Field(3, ge=0, le=20)
+    gguf_file: str | None = Field(None, min_length=1, max_length=500,
+                                  description="hf backend: a GGUF file inside `model` (folder or hub id); a `model` "
+                                              "that is a .gguf file (or pkg:PACKAGE/FILE.gguf) needs none.")
+    cleaning: Cleaning | None = Field(None, description="Cleaning rules (default: every field's default).")
 
     @field_validator("prompt")
     @classmethod
@@ -124,8 +140,17 @@ class Balance(Strict):
         return self
 
 
+class TextEncoderSpec(Strict):
+    kind: Literal["sentence-transformers", "open_clip"] = "sentence-transformers"
+    name: str = Field(min_length=1, max_length=500, description="sentence-transformers folder, hub id or "
+                      "pkg:PACKAGE/PATH (pkg:all_minilm_l6_v2/model.zip); open_clip name, hf-hub: or local-dir:.")
+    pretrained: str | None = Field(None, max_length=500, description="open_clip only: pretrained tag or file.")
+
+
 class Scoring(Strict):
     embedder: Literal["encoder"] = Field("encoder", description="Text embeddings from the synthesis encoder.")
+    encoder: TextEncoderSpec | None = Field(None, description="Text encoder for dedup and the diversity metrics "
+                                                              "(default: the synthesis encoder's text tower).")
     exact_dedup: bool = True
     near_dup_threshold: float = Field(0.98, ge=0.0, le=1.0, description="Cosine above which captions are duplicates.")
     balance: Balance = Field(default_factory=Balance)
@@ -373,6 +398,11 @@ def spec_hash(spec: JobSpec) -> str:
     exclude: dict = {"resources": True, "output": {"dir"}}
     if spec.synthesis is not None and spec.synthesis.space == "embedding":  # unused there: hashes stay as before
         exclude["synthesis"] = set(PIXEL_FIELDS)
+    for section, fields in (("captions", ("gguf_file", "cleaning")), ("scoring", ("encoder",))):  # added later:
+        if getattr(spec, section) is not None:                                                  # absent, hashes stay
+            unset = {f for f in fields if getattr(getattr(spec, section), f) is None}
+            if unset and exclude.get(section) is not True:
+                exclude[section] = set(exclude.get(section, set())) | unset
     for section in ("clrs", "consumer"):  # sections added after version 1 shipped: absent, they leave hashes as they were
         if getattr(spec, section) is None:
             exclude[section] = True
