@@ -102,7 +102,7 @@ class Captions(Strict):
     concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight (openai).")
     timeout_s: float = Field(60.0, gt=0, le=3600)
     max_retries: int = Field(3, ge=0, le=20)
-    gguf_file: str | None = Field(None, min_length=1, max_length=500,
+    gguf_file: str | None = Field(None, min_length=1, max_length=500, pattern=r"^[^/\\]+\.gguf$",
                                   description="hf backend: a GGUF file inside `model` (folder or hub id); a `model` "
                                               "that is a .gguf file (or pkg:PACKAGE/FILE.gguf) needs none.")
     cleaning: Cleaning | None = Field(None, description="Cleaning rules (default: every field's default).")
