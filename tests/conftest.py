@@ -43,7 +43,9 @@ def tiny_world(tmp_path_factory):
     from generators.world.build import build_world
 
     threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("world")
+    # SYNTH2_TEST_WORLD=DIR: build it there once and reuse it across sessions (build_world reuses a world
+    # built with the same settings); a developer's shortcut on a busy machine, unset in CI.
+    out = Path(os.environ["SYNTH2_TEST_WORLD"]) if os.environ.get("SYNTH2_TEST_WORLD") else tmp_path_factory.mktemp("world")
     info = build_world(out, size="tiny", seed=0, image_size=32)
     torch.set_num_threads(threads)
     return out, info
