@@ -49,7 +49,7 @@ class SelectionConfig:
     kmeans_iters: int = 10
     exact_buckets: int = 64  # text-hash buckets of the exact group-by (does not change the result)
     partitions: int = 8  # Ray hash-shuffle partitions of each group-by (does not change the result)
-    block: int = 1024  # rows per block of the within-cluster greedy (does not change the result)
+    block: int = 1024  # rows per block of the within-cluster greedy (changes `nearest` in the last bit at most)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
@@ -439,8 +439,18 @@ def _counts(ds, *cols: str) -> Counter:
 
 def select_ray(ds, cfg: SelectionConfig):
     """The selection as Ray Data operations. `ds` has columns index, caption, drop, text_emb,
-    prompt_concepts; returns (dataset of kept rows: index, matched, nearest — unordered, stats).
-    Only small tables reach the driver: drop-reason counts, the k-means sample, signature counts."""
+    prompt_concepts; returns (materialized dataset of kept rows: index, matched, nearest, unordered;
+    stats). Only small tables reach the driver: drop-reason counts, the k-means sample, signature counts."""
+    from ray.data.context import ShuffleStrategy
+
+    ds = ds.select_columns(["index", "caption", "drop", "text_emb", "prompt_concepts"])
+    # group-bys by sort-based shuffle (this dataset's context and its descendants' only): the default
+    # hash shuffle starts aggregator actors per group-by, minutes on a small busy machine; same result
+    ds.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    return _select_ray(ds, cfg)
+
+
+def _select_ray(ds, cfg: SelectionConfig):
     drop_counts = _counts(ds.select_columns(["drop"]), "drop")
     requested = sum(drop_counts.values())
     drops = {str(k): v for k, v in drop_counts.items() if str(k)}
@@ -477,7 +487,7 @@ def select_ray(ds, cfg: SelectionConfig):
     quota, info = balance_quotas(sig_counts, cfg.method, cfg.cap, dict(cfg.target or ()))
     bal = balance_stats(sig_counts, quota, cfg.method, info, dict(cfg.target or ()))
     kept = (rows.groupby("signature", num_partitions=cfg.partitions).map_groups(
-        balance_kernel, fn_kwargs={"quota": quota, "seed": cfg.seed}, batch_format="numpy") if n
+        balance_kernel, fn_kwargs={"quota": quota, "seed": cfg.seed}, batch_format="numpy").materialize() if n
         else rows.select_columns(["index", "matched"]))
     after_balance = sum(min(int(quota.get(s, c)), c) for s, c in sig_counts.items())
     stats = _stats(requested, drops, valid, exact_removed, n - after_dedup, after_dedup, after_balance, cfg,

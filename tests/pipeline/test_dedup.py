@@ -2,6 +2,7 @@
 kept set whatever the blocks or workers; exact dedup by text hash; near dedup against the exact
 greedy method; balancing from counts; controls that are off remove nothing."""
 
+import dataclasses
 import json
 import logging
 
@@ -72,7 +73,7 @@ def test_same_kept_set_whatever_the_row_order_or_block_size():
     a = D.select_local(data, _cfg(method="cap", cap=30))
     b = D.select_local(_shuffled(data, 1), _cfg(method="cap", cap=30, block=7, exact_buckets=3))
     assert a.keep.tolist() == b.keep.tolist() and a.matched.tolist() == b.matched.tolist()
-    assert np.array_equal(a.nearest, b.nearest)
+    assert np.allclose(a.nearest, b.nearest, atol=1e-6)  # other block shapes: the last float bit may differ
     assert a.stats == b.stats
 
 
@@ -83,9 +84,9 @@ def test_ray_version_equals_the_local_one_across_block_counts(ray_local):
     cfg = _cfg(method="cap", cap=20, exact_buckets=4)
     local = D.select_local(data, cfg)
     rows = [{k: data[k][i] for k in data} for i in range(len(data["index"]))]
-    for blocks in (1, 5):
+    for blocks, partitions in ((1, 1), (5, 3)):  # blocks of the input, partitions of every group-by
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        kept, stats = D.select_ray(ds, cfg)
+        kept, stats = D.select_ray(ds, dataclasses.replace(cfg, partitions=partitions))
         got = sorted(kept.take_all(), key=lambda r: r["index"])
         assert [r["index"] for r in got] == local.keep.tolist()
         assert [r["matched"] for r in got] == local.matched.tolist()
