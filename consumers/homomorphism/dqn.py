@@ -107,13 +107,16 @@ class DQNAgent:
         s, s2 = self.norm(s), self.norm(s2)
         with torch.no_grad():
             target = r + self.cfg.gamma * (1 - d) * self.q(s2, self.target).max(1).values
-        td = F.smooth_l1_loss(self.q_sa(s, a), target)
-        loss = td
-        out = {"td": td.item()}
-        if self.abstraction:
-            ml = self.model.loss(s, a, r, s2, d)
-            loss = loss + self.cfg.model_weight * ml
-            out["model"] = ml.item()
+        if self.abstraction:  # one forward-model pass: its loss, and (detached) the effects the values read
+            pred = self.model(s, a)
+            ml = self.model.loss(pred, r, s2, d)
+            nxt = torch.sigmoid(pred[0]) if self.kind == "image" else pred[0]
+            td = F.smooth_l1_loss(self.value(nxt.detach(), pred[1].detach()), target)
+            loss = td + self.cfg.model_weight * ml
+            out = {"td": td.item(), "model": ml.item()}
+        else:
+            td = loss = F.smooth_l1_loss(self.q_sa(s, a), target)
+            out = {"td": td.item()}
         self.opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)

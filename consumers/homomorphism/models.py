@@ -64,11 +64,11 @@ class ForwardModel(nn.Module):
                                      nn.Linear(hidden, d + 2))
         else:
             c = obs_shape[0]
-            self.net = nn.Sequential(nn.Conv2d(c + n_actions, 32, 3, padding=1), nn.ReLU(),
-                                     nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-                                     nn.Conv2d(32, 32, 3, padding=1), nn.ReLU())
-            self.cells = nn.Conv2d(32, c, 1)
-            self.scalars = nn.Linear(32, 2)
+            # two 3x3 layers see 5x5: enough for MinAtar, where everything moves at most one cell a step
+            self.net = nn.Sequential(nn.Conv2d(c + n_actions, 16, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+            self.cells = nn.Conv2d(16, c, 1)
+            self.scalars = nn.Linear(16, 2)
 
     def forward(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (next observation — for images, logits —, reward, termination logit)."""
@@ -85,7 +85,8 @@ class ForwardModel(nn.Module):
         nxt, r, _ = self(s, a)
         return (torch.sigmoid(nxt) if self.kind == "image" else nxt), r
 
-    def loss(self, s, a, r, s2, done) -> torch.Tensor:
-        nxt, r_hat, d_logit = self(s, a)
+    def loss(self, pred: tuple[torch.Tensor, torch.Tensor, torch.Tensor], r, s2, done) -> torch.Tensor:
+        """Prediction loss of PRED = self(s, a) against the observed transition."""
+        nxt, r_hat, d_logit = pred
         obs = (F.binary_cross_entropy_with_logits(nxt, s2) if self.kind == "image" else F.mse_loss(nxt, s2))
         return obs + F.mse_loss(r_hat, r) + F.binary_cross_entropy_with_logits(d_logit, done)
