@@ -33,18 +33,19 @@ class EmbeddingPrior:
     prior: torch.nn.Module
     scheduler_config: dict
     device: str = "cpu"
+    dtype: torch.dtype = torch.float32  # the transformer's; the sampling loop itself stays in float32
 
     @classmethod
-    def from_pretrained(cls, path: str, device: str = "cpu") -> EmbeddingPrior:
+    def from_pretrained(cls, path: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> EmbeddingPrior:
         """Load from a local folder or a hub id holding `prior/` and `prior_scheduler/`."""
         from diffusers import DDPMScheduler, PriorTransformer
 
         try:
-            prior = PriorTransformer.from_pretrained(path, subfolder="prior").to(device).eval()
+            prior = PriorTransformer.from_pretrained(path, subfolder="prior").to(device=device, dtype=dtype).eval()
             sched = DDPMScheduler.from_pretrained(path, subfolder="prior_scheduler")
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot load prior {path!r} (expects prior/ and prior_scheduler/): {e}") from e
-        return cls(prior, dict(sched.config), device)
+        return cls(prior, dict(sched.config), device, dtype)
 
     @property
     def dim(self) -> int:
@@ -69,17 +70,18 @@ class EmbeddingPrior:
         b, d = text.pooled.shape[0], self.dim
         x = torch.stack([torch.randn(d, generator=torch.Generator().manual_seed(int(s))) for s in seeds]).to(self.device)
         x = x * sched.init_noise_sigma
-        pooled, tokens, mask = text.pooled.to(self.device), text.tokens.to(self.device), text.mask.to(self.device)
+        dt = self.dtype
+        pooled, tokens, mask = text.pooled.to(self.device, dt), text.tokens.to(self.device, dt), text.mask.to(self.device)
         if guided:
-            pooled = torch.cat([null.pooled.expand(b, -1).to(self.device), pooled])
-            tokens = torch.cat([null.tokens.expand(b, -1, -1).to(self.device), tokens])
+            pooled = torch.cat([null.pooled.expand(b, -1).to(self.device, dt), pooled])
+            tokens = torch.cat([null.tokens.expand(b, -1, -1).to(self.device, dt), tokens])
             mask = torch.cat([null.mask.expand(b, -1).to(self.device), mask])
         for t in sched.timesteps:
             inp = torch.cat([x, x]) if guided else x
-            pred = self.prior(inp, timestep=t, proj_embedding=pooled, encoder_hidden_states=tokens,
-                              attention_mask=mask).predicted_image_embedding
+            pred = self.prior(inp.to(dt), timestep=t, proj_embedding=pooled, encoder_hidden_states=tokens,
+                              attention_mask=mask).predicted_image_embedding.float()
             if guided:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
             x = sched.step(pred, t, x).prev_sample
-        return F.normalize(self.prior.post_process_latents(x), dim=-1)
+        return F.normalize(self.prior.post_process_latents(x.to(dt)).float(), dim=-1)

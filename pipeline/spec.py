@@ -106,6 +106,8 @@ class Captions(Strict):
                                   description="hf backend: a GGUF file inside `model` (folder or hub id); a `model` "
                                               "that is a .gguf file (or pkg:PACKAGE/FILE.gguf) needs none.")
     cleaning: Cleaning | None = Field(None, description="Cleaning rules (default: every field's default).")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="hf backend: the LLM's weights and activations (float16 needs a GPU stage).")
 
     @field_validator("prompt")
     @classmethod
@@ -182,6 +184,8 @@ class Synthesis(Strict):
                                             "text-to-image pipeline (model_index.json, fed the caption).")
     decoder_steps: int = Field(25, ge=1, le=1000, description="space pixel: the decoder's sampling steps.")
     decoder_guidance_scale: float = Field(1.0, ge=1.0, le=50.0, description="space pixel: the decoder's guidance.")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="The prior transformer's weights (float16 needs a GPU stage); sampling stays float32.")
 
     @model_validator(mode="after")
     def _pixel_fields(self) -> Synthesis:
@@ -398,6 +402,9 @@ def spec_hash(spec: JobSpec) -> str:
     exclude: dict = {"resources": True, "output": {"dir"}}
     if spec.synthesis is not None and spec.synthesis.space == "embedding":  # unused there: hashes stay as before
         exclude["synthesis"] = set(PIXEL_FIELDS)
+    for section in ("captions", "synthesis"):  # dtype came later: at its default it leaves hashes as they were
+        if getattr(spec, section) is not None and getattr(spec, section).dtype == "float32":
+            exclude.setdefault(section, set()).add("dtype")
     for section, fields in (("captions", ("gguf_file", "cleaning")), ("scoring", ("encoder",))):  # added later:
         if getattr(spec, section) is not None:                                                  # absent, hashes stay
             unset = {f for f in fields if getattr(getattr(spec, section), f) is None}
