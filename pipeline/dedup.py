@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class Selection:
     matched: np.ndarray  # JSON list of matched bank concepts per kept caption
     nearest: np.ndarray  # float32 highest cosine to an earlier kept caption of its cluster (-1: none)
     stats: dict
+    seconds: dict = field(default_factory=dict)  # wall time per step (not part of the result)
 
     def to_npz_dict(self) -> dict[str, np.ndarray]:
         return {"keep": self.keep, "matched": self.matched, "nearest": self.nearest}
@@ -367,22 +369,27 @@ def _stats(requested: int, drops: Mapping[str, int], valid: int, exact_removed: 
 
 def select_local(cap: Mapping[str, np.ndarray], cfg: SelectionConfig) -> Selection:
     """The whole selection in this process (the plain-loop executor), kernel by kernel."""
+    clock = _Clock()
     requested = len(cap["index"])
     drops = Counter(str(d) for d in cap["drop"] if str(d))
     rows = prepare_kernel(cap, cfg.concepts)
+    clock("prepare")
     valid = len(rows["index"])
     exact_removed = 0
     if cfg.exact:
         rows = exact_kernel(rows)
         exact_removed = int(rows["exact_dup"].sum())
         rows = _take(rows, ~rows.pop("exact_dup"))
+    clock("exact")
     n = len(rows["index"])
     k = n_clusters(n, cfg) if n else 1
     if n:
         s = _sample_rows(rows["index"], n, cfg)
         order = np.argsort(rows["index"][s], kind="stable")
         centroids = fit_centroids(np.asarray(rows["text_emb"])[s][order], k, cfg.seed, cfg.kmeans_iters)
+        clock("kmeans")
         rows = assign_kernel(rows, centroids)
+        clock("assign")
         k = len(centroids)
     else:
         rows["cluster"] = np.zeros(0, dtype=np.int32)
@@ -391,6 +398,7 @@ def select_local(cap: Mapping[str, np.ndarray], cfg: SelectionConfig) -> Selecti
     rows = near_kernel(rows, cfg.threshold if cfg.near else np.inf, cfg.block)
     near_removed = int(rows["near_dup"].sum())
     rows = _take(rows, ~rows.pop("near_dup"))
+    clock("near")
     sig_counts = Counter(str(s) for s in rows["signature"])
     quota, info = balance_quotas(sig_counts, cfg.method, cfg.cap, dict(cfg.target or ()))
     bal = balance_stats(sig_counts, quota, cfg.method, info, dict(cfg.target or ()))
@@ -399,8 +407,20 @@ def select_local(cap: Mapping[str, np.ndarray], cfg: SelectionConfig) -> Selecti
     kept = _take(kept, order)
     stats = _stats(requested, drops, valid, exact_removed, near_removed, len(rows["index"]), len(kept["index"]),
                    cfg, near_info, bal)
+    clock("balance")
     return Selection(kept["index"].astype(np.int64), kept["matched"].astype(str),
-                     kept["nearest"].astype(np.float32), stats)
+                     kept["nearest"].astype(np.float32), stats, clock.seconds)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.t = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self.t, 3)
+        self.t = now
 
 
 # ---------------------------------------------------------------- Ray Data
