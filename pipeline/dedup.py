@@ -50,6 +50,7 @@ class SelectionConfig:
     kmeans_iters: int = 10
     exact_buckets: int = 64  # text-hash buckets of the exact group-by (does not change the result)
     partitions: int = 8  # Ray hash-shuffle partitions of each group-by (does not change the result)
+    probes: int = 2  # 2: also check each caption against the survivors of its second-nearest cluster
     block: int = 1024  # rows per block of the within-cluster greedy (changes `nearest` in the last bit at most)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -186,17 +187,23 @@ def fit_centroids(sample: np.ndarray, k: int, seed: int, iters: int) -> np.ndarr
     return c
 
 
-def _assign(x: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
+def _assign(x: np.ndarray, centroids: np.ndarray, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest and second-nearest centroid (-1 when there is one centroid)."""
     c = centroids.astype(np.float64)
-    out = np.empty(len(x), dtype=np.int32)
+    first = np.empty(len(x), dtype=np.int32)
+    second = np.full(len(x), -1, dtype=np.int32)
     for s in range(0, len(x), block):  # float64: a near tie cannot flip with the batch's shape
-        out[s:s + block] = np.argmax(x[s:s + block].astype(np.float64) @ c.T, axis=1)
-    return out
+        sims = x[s:s + block].astype(np.float64) @ c.T
+        first[s:s + block] = np.argmax(sims, axis=1)
+        if len(c) > 1:
+            sims[np.arange(len(sims)), first[s:s + block]] = -np.inf
+            second[s:s + block] = np.argmax(sims, axis=1)
+    return first, second
 
 
 def assign_kernel(batch: Mapping[str, np.ndarray], centroids: np.ndarray) -> dict[str, np.ndarray]:
     b = dict(batch)
-    b["cluster"] = _assign(np.asarray(b["text_emb"]).reshape(len(b["index"]), -1), centroids)
+    b["cluster"], b["cluster2"] = _assign(np.asarray(b["text_emb"]).reshape(len(b["index"]), -1), centroids)
     return b
 
 
@@ -225,9 +232,10 @@ def greedy_near(emb: np.ndarray, threshold: float, block: int = 1024) -> tuple[n
     return keep, nearest
 
 
-def near_kernel(batch: Mapping[str, np.ndarray], threshold: float, block_rows: int = 1024) -> dict[str, np.ndarray]:
-    """Whole clusters in; each cluster's captions deduplicated greedily in index order. The
-    embeddings and texts are left behind (what follows needs neither)."""
+def near_kernel(batch: Mapping[str, np.ndarray], threshold: float, block_rows: int = 1024,
+                probe: bool = False) -> dict[str, np.ndarray]:
+    """Whole clusters in; each cluster's captions deduplicated greedily in index order. The texts
+    are left behind, and the embeddings too unless a second (`probe`) pass follows."""
     b = _by_index(batch, "cluster")
     n = len(b["index"])
     keep = np.ones(n, dtype=bool)
@@ -237,8 +245,50 @@ def near_kernel(batch: Mapping[str, np.ndarray], threshold: float, block_rows: i
     bounds = np.r_[0, np.nonzero(cl[1:] != cl[:-1])[0] + 1, n] if n else np.array([0])
     for s, e in zip(bounds[:-1], bounds[1:], strict=True):
         keep[s:e], nearest[s:e] = greedy_near(emb[s:e], threshold, block_rows)
-    return {"index": b["index"], "matched": b["matched"], "signature": b["signature"], "nearest": nearest,
-            "near_dup": ~keep}
+    out = {"index": b["index"], "matched": b["matched"], "signature": b["signature"], "nearest": nearest,
+           "near_dup": ~keep}
+    if probe:  # the second pass needs them
+        out |= {"cluster": b["cluster"], "cluster2": b["cluster2"], "text_emb": emb}
+    return out
+
+
+def probe_rows(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each first-pass survivor twice: as an anchor of its own cluster (role 0) and as a guest of
+    its second-nearest cluster (role 1)."""
+    b = {k: np.asarray(v) for k, v in batch.items()}
+    g = b["cluster2"] >= 0
+    both = {k: np.concatenate([v, v[g]]) for k, v in b.items()}
+    both["key"] = np.concatenate([b["cluster"], b["cluster2"][g]]).astype(np.int64)
+    both["role"] = np.r_[np.zeros(len(g), np.int8), np.ones(int(g.sum()), np.int8)]
+    return both
+
+
+def probe_kernel(batch: Mapping[str, np.ndarray], threshold: float, block_rows: int = 1024) -> dict[str, np.ndarray]:
+    """Whole `key` groups of `probe_rows` in. A guest is a near duplicate if an anchor of the
+    cluster with a smaller index (a first-pass survivor there) has cosine >= `threshold`: pairs
+    split across two clusters are caught when one is the other's second-nearest. Every caption
+    comes out once (from its guest row; from its anchor row when it has no second cluster)."""
+    b = _by_index(batch, "key", "role")
+    key, role, idx = b["key"], b["role"], b["index"]
+    n = len(idx)
+    emb = np.asarray(b["text_emb"]).reshape(n, -1).astype(np.float32)
+    dup = np.zeros(n, dtype=bool)
+    nearest = np.asarray(b["nearest"], dtype=np.float32).copy()
+    bounds = np.r_[0, np.nonzero(key[1:] != key[:-1])[0] + 1, n] if n else np.array([0])
+    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+        a = np.arange(s, e)[role[s:e] == 0]
+        for gs in range(s + len(a), e, block_rows):  # guests follow the anchors (sorted by role)
+            g = np.arange(gs, min(e, gs + block_rows))
+            if not len(a):
+                break
+            sims = emb[g] @ emb[a].T
+            sims[idx[a][None, :] >= idx[g][:, None]] = -np.inf
+            best = sims.max(axis=1)
+            dup[g] = best >= threshold
+            nearest[g] = np.maximum(nearest[g], best)
+    out = (role == 1) | (b["cluster2"] < 0)
+    return {"index": idx[out], "matched": b["matched"][out], "signature": b["signature"][out],
+            "nearest": nearest[out], "near_dup": dup[out]}
 
 
 def balance_kernel(batch: Mapping[str, np.ndarray], quota: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:
@@ -353,6 +403,11 @@ def _sample_rows(index: np.ndarray, n: int, cfg: SelectionConfig) -> np.ndarray:
     return unit_hash("kmeans-sample", cfg.seed, index) < p
 
 
+def _near_info(cfg: SelectionConfig, k: int, n: int) -> dict:
+    return {"method": "semdedup", "clusters": int(k), "sample": int(min(n, cfg.sample_size)),
+            "threshold": cfg.threshold, "enabled": cfg.near, "probes": 2 if cfg.probes > 1 and k > 1 and cfg.near else 1}
+
+
 def n_clusters(n: int, cfg: SelectionConfig) -> int:
     return max(1, int(np.ceil(n / cfg.cluster_size)))
 
@@ -392,13 +447,19 @@ def select_local(cap: Mapping[str, np.ndarray], cfg: SelectionConfig) -> Selecti
         clock("assign")
         k = len(centroids)
     else:
-        rows["cluster"] = np.zeros(0, dtype=np.int32)
-    near_info = {"method": "semdedup", "clusters": int(k), "sample": int(min(n, cfg.sample_size)),
-                 "threshold": cfg.threshold, "enabled": cfg.near}
-    rows = near_kernel(rows, cfg.threshold if cfg.near else np.inf, cfg.block)
+        rows["cluster"] = rows["cluster2"] = np.zeros(0, dtype=np.int32)
+    near_info = _near_info(cfg, k, n)
+    probe = near_info["probes"] == 2
+    threshold = cfg.threshold if cfg.near else np.inf
+    rows = near_kernel(rows, threshold, cfg.block, probe)
     near_removed = int(rows["near_dup"].sum())
     rows = _take(rows, ~rows.pop("near_dup"))
     clock("near")
+    if probe:
+        rows = probe_kernel(probe_rows(rows), threshold, cfg.block)
+        near_removed += int(rows["near_dup"].sum())
+        rows = _take(rows, ~rows.pop("near_dup"))
+        clock("probe")
     sig_counts = Counter(str(s) for s in rows["signature"])
     quota, info = balance_quotas(sig_counts, cfg.method, cfg.cap, dict(cfg.target or ()))
     bal = balance_stats(sig_counts, quota, cfg.method, info, dict(cfg.target or ()))
@@ -494,15 +555,22 @@ def _select_ray(ds, cfg: SelectionConfig):
         order = np.argsort(idx, kind="stable")
         centroids = fit_centroids(emb[order], n_clusters(n, cfg), cfg.seed, cfg.kmeans_iters)
         k = len(centroids)
+        near_info = _near_info(cfg, k, n)
+        probe = near_info["probes"] == 2
+        near = {"threshold": cfg.threshold if cfg.near else np.inf, "block_rows": cfg.block}
         rows = (rows.map_batches(assign_kernel, fn_kwargs={"centroids": centroids}, batch_format="numpy")
                 .groupby("cluster", num_partitions=cfg.partitions).map_groups(
-                    near_kernel, fn_kwargs={"threshold": cfg.threshold if cfg.near else np.inf,
-                                            "block_rows": cfg.block}, batch_format="numpy")
-                .materialize())
-        sig_counts = {str(s): c for (s, dup), c in _counts(rows, "signature", "near_dup").items() if not dup}
-        rows = rows.map_batches(_drop_col, fn_kwargs={"col": "near_dup"}, batch_format="numpy")
-    near_info = {"method": "semdedup", "clusters": int(k), "sample": int(min(n, cfg.sample_size)),
-                 "threshold": cfg.threshold, "enabled": cfg.near}
+                    near_kernel, fn_kwargs={**near, "probe": probe}, batch_format="numpy")
+                .map_batches(_drop_col, fn_kwargs={"col": "near_dup"}, batch_format="numpy"))
+        if probe:
+            rows = (rows.map_batches(probe_rows, batch_format="numpy")
+                    .groupby("key", num_partitions=cfg.partitions).map_groups(
+                        probe_kernel, fn_kwargs=near, batch_format="numpy")
+                    .map_batches(_drop_col, fn_kwargs={"col": "near_dup"}, batch_format="numpy"))
+        rows = rows.materialize()
+        sig_counts = {str(s): c for s, c in _counts(rows, "signature").items()}
+    else:
+        near_info = _near_info(cfg, k, n)
     after_dedup = sum(sig_counts.values())
     quota, info = balance_quotas(sig_counts, cfg.method, cfg.cap, dict(cfg.target or ()))
     bal = balance_stats(sig_counts, quota, cfg.method, info, dict(cfg.target or ()))
