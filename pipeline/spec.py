@@ -130,10 +130,14 @@ class Captions(Strict):
 
 
 class Balance(Strict):
-    method: Literal["none", "cap", "target"] = "cap"
+    method: Literal["none", "cap", "target"] = Field(
+        "cap", description="none: keep every caption; cap: at most `cap` per concept; target: concept shares as in "
+                           "`target`. The drop is logged and recorded in stats.json (balance).")
     cap: int | None = Field(None, ge=1, le=10_000_000,
-                            description="Per-concept threshold t (MetaCLIP): keep with probability t/count.")
-    target: dict[str, Annotated[float, Field(gt=0)]] | None = Field(None, description="Target share per concept.")
+                            description="Per-concept threshold t (MetaCLIP): keep t/count of a concept's captions "
+                                        "(default: the median concept count).")
+    target: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="Target share per concept; captions naming a concept not listed here are dropped.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Balance:
@@ -153,8 +157,9 @@ class Scoring(Strict):
     embedder: Literal["encoder"] = Field("encoder", description="Text embeddings from the synthesis encoder.")
     encoder: TextEncoderSpec | None = Field(None, description="Text encoder for dedup and the diversity metrics "
                                                               "(default: the synthesis encoder's text tower).")
-    exact_dedup: bool = True
-    near_dup_threshold: float = Field(0.98, ge=0.0, le=1.0, description="Cosine above which captions are duplicates.")
+    exact_dedup: bool = Field(True, description="Drop a caption whose normalised text repeats an earlier one's.")
+    near_dup_threshold: float = Field(0.98, ge=0.0, le=1.0, description="Cosine at or above which a caption is a "
+                                      "near duplicate of an earlier kept one; 1.0 turns near-duplicate removal off.")
     balance: Balance = Field(default_factory=Balance)
 
 
