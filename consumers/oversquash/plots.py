@@ -33,7 +33,7 @@ def _y(v):
 def plot_collapse(res: dict, path: Path) -> str:
     plt = _plt()
     fams = list(res["families"])
-    aligns = ("absolute", "end")
+    aligns = tuple(res["families"][fams[0]]["plain"]["align"])
     fig, axes = plt.subplots(len(aligns), len(fams), figsize=(5.2 * len(fams), 4.2 * len(aligns)), squeeze=False)
     for j, fam in enumerate(fams):
         r = res["families"][fam]
@@ -69,8 +69,9 @@ def plot_collapse(res: dict, path: Path) -> str:
 def plot_layers(res: dict, path: Path, family: str = "ones") -> str:
     plt = _plt()
     r = res["families"][family]["plain"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
-    for ax, align in zip(axes[0], ("absolute", "end")):
+    aligns = tuple(r["align"])
+    fig, axes = plt.subplots(1, len(aligns), figsize=(5 * len(aligns), 4), squeeze=False)
+    for ax, align in zip(axes[0], aligns):
         cur = r["align"][align]["float32"]
         layers = np.array(cur["l2_layers"])
         for li in range(layers.shape[1]):
@@ -81,7 +82,7 @@ def plot_layers(res: dict, path: Path, family: str = "ones") -> str:
         ax.set_xlabel("n")
         ax.set_ylabel("L2 distance")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6 if layers.shape[1] > 12 else 7, ncol=2 if layers.shape[1] > 12 else 1)
     return _save(plt, fig, path)
 
 

@@ -211,3 +211,27 @@ def test_cli_writes_json_and_plots(learned_gpt2, tmp_path):
     assert set(data["summary"]["synthetic"]) == set(ENCODINGS)
     for png in ("collapse_curves.png", "collapse_layers.png", "sensitivity.png", "behaviour.png", "synthetic.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def test_chat_probes_splice_digits_as_tokens_into_the_chat_template(tmp_path):
+    """The instruction-model probes: the question and the digits in one user turn of the chat template, the
+    assistant turn opened with the answer prefix; the digit tokens go in as they are, one per digit."""
+    from consumers.oversquash.analysis import ANSWER_PREFIX, COPY_QUESTION, behaviour_chat, chat_ids
+
+    build_tiny_llama(tmp_path, positions=512)
+    model, tok = load(str(tmp_path))
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }};\n{% endfor %}"  # the tokenizer's chars
+                         "{% if add_generation_prompt %}assistant: {% endif %}")
+    seqs = Sequences(tok)
+    body = [seqs.one] * 5 + [seqs.digit["7"]]
+    ids = chat_ids(tok, COPY_QUESTION, body)
+    text = tok.decode(ids)
+    assert text.startswith("user: " + COPY_QUESTION) and text.endswith(";\nassistant: " + ANSWER_PREFIX)
+    start = len(tok("user: " + COPY_QUESTION, add_special_tokens=False)["input_ids"])
+    assert ids[start:start + len(body)] == body
+    res = behaviour_chat(model, seqs, [1, 3, 40], None, trials=2)
+    assert res["prompting"] == "chat" and res["lengths"] == [1, 3, 40]
+    for task in ("counting", "copying"):
+        acc = res[task]["raw_accuracy"]
+        assert len(acc) == 3 and all(0.0 <= a <= 1.0 for a in acc)
+        assert res[task]["follows_prompt"] == (res[task]["accuracy"] != "n/a")
