@@ -10,24 +10,34 @@ from typing import Any
 
 from pipeline.spec import SpecError, parse_spec, spec_hash
 from pipeline.storage import Store
+from serve.errors import Refused
+from serve.policy import Policy
 from serve.runner import make_runner
 from serve.settings import Settings
 from serve.store import ACTIVE, JobStore
 
 log = logging.getLogger(__name__)
+__all__ = ["JobManager", "Refused", "consumer_spec"]
 
 
-class Refused(Exception):
-    """A submission or action the service refuses; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, detail: Any) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
+def consumer_spec(name: str, data: Any) -> dict:
+    """A consumer run's spec from a request body: the consumer's params, or a whole `kind: consumer` spec."""
+    if isinstance(data, dict) and "version" in data and "consumer" in data:  # a whole spec
+        if data.get("kind", "consumer") != "consumer":
+            raise Refused(422, [f"kind: must be 'consumer' on this route (got {data.get('kind')!r})"])
+        section = data.get("consumer")
+        if isinstance(section, dict) and section.get("name") != name:
+            raise Refused(422, [f"consumer.name: must be {name!r}, the consumer in the URL (got {section.get('name')!r})"])
+        return {**data, "kind": "consumer"}
+    if isinstance(data, dict):
+        return {"version": 1, "name": name, "kind": "consumer", "consumer": {"name": name, "params": data}}
+    raise Refused(422, [f"(body): the params of consumer {name!r} as an object (got {type(data).__name__})"])
 
 
 class JobManager:
     def __init__(self, settings: Settings, store: JobStore, runner=None) -> None:
         self.settings, self.store = settings, store
+        self.policy = Policy(settings)
         self.runner = runner or make_runner(settings)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -44,6 +54,8 @@ class JobManager:
             spec = parse_spec(data, source="body")
         except SpecError as e:
             raise Refused(422, e.problems) from None
+        if problems := self.policy.problems(spec):  # what this deployment lets a key holder's spec reach
+            raise Refused(422, problems)
         h = spec_hash(spec)
         if self.store.count(statuses=ACTIVE, key_id=key_id) >= self.settings.max_jobs_per_key:
             raise Refused(429, f"this API key already has {self.settings.max_jobs_per_key} jobs pending or running "

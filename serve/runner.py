@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
-from serve.settings import Settings
+from serve.policy import Policy
+from serve.settings import ROOT, Settings
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]  # the repository (or installed tree) that holds pipeline/
 MARKER = "SYNTH2_SERVE_JOB"
 
 
@@ -41,16 +42,22 @@ class Outcome:
 def kill_marked(marker: str) -> None:
     """SIGKILL every process whose environment holds `marker` (`NAME=value`). Ray renames its
     processes and starts some in sessions of their own, so neither command lines nor process
-    groups find them all; the environment they inherit does (Linux /proc)."""
-    needle = marker.encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+    groups find them all; the environment they inherit does."""
+    name, _, value = marker.partition("=")
+    for p in psutil.process_iter():
+        if p.pid == os.getpid():
             continue
         try:
-            if needle in (proc / "environ").read_bytes():
-                os.kill(int(proc.name), signal.SIGKILL)
-        except OSError:
+            if p.environ().get(name) == value:
+                p.kill()
+        except psutil.Error:
             continue
+
+
+def retrying(message: str, attempts: int = 15, seconds: float = 2.0):
+    """Retry a call while it raises a RuntimeError containing MESSAGE (the one retry rule of serve/)."""
+    return retry(retry=retry_if_exception(lambda e: isinstance(e, RuntimeError) and message in str(e)),
+                 stop=stop_after_attempt(attempts), wait=wait_fixed(seconds), reraise=True)
 
 
 def tail_text(path: Path, tail: int | None) -> str:
@@ -86,7 +93,7 @@ class LocalRunner:
         d.mkdir(parents=True, exist_ok=True)
         (d / "result.json").unlink(missing_ok=True)
         (d / "spec.json").write_text(json.dumps(job["spec"], indent=1))
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+        env = Policy(self.settings).job_env(job["spec"])  # scrubbed: no keys, database URL or Ray token
         env.update({MARKER: job["id"], "PYTHONUNBUFFERED": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                     "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
         if self.settings.local_threads:
@@ -186,17 +193,14 @@ class RayRunner:
         spec = json.dumps(job["spec"], separators=(",", ":"))
         entrypoint = f"{shlex.quote(self.settings.ray_python)} pipeline/run.py --spec-json {shlex.quote(spec)}"
         submission_id = f"synth2-{job['id']}-{job['attempts']}"
-        for attempt in range(15):
-            try:
-                self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id,
-                                       runtime_env={"working_dir": str(ROOT), "excludes": self.EXCLUDES},
-                                       metadata={"synth2_job": job["id"]})
-                return submission_id
-            except RuntimeError as e:  # a head that has just started has no job agent for a few seconds
-                if "No available agent" not in str(e) or attempt == 14:
-                    raise
-                time.sleep(2.0)
-        raise AssertionError("unreachable")
+        # Only the secret the spec names (allowed at submission) travels with the job.
+        name = (job["spec"].get("captions") or {}).get("api_key_env")
+        secrets = {name: os.environ[name]} if name in self.settings.secret_names and name in os.environ else {}
+        runtime_env = {"working_dir": str(ROOT), "excludes": self.EXCLUDES} | ({"env_vars": secrets} if secrets else {})
+        submit = retrying("No available agent")(self.client.submit_job)  # a new head has no job agent for seconds
+        submit(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env,
+               metadata={"synth2_job": job["id"]})
+        return submission_id
 
     def poll(self, job: dict) -> Outcome | None:
         from ray.job_submission import JobStatus

@@ -1,3 +1,5 @@
 """synth2: synthetic image-text training data for vision-language models."""
 
-__version__ = "0.1.0"
+from pipeline.version import __version__
+
+__all__ = ["__version__"]

@@ -26,6 +26,7 @@ class Service:
     data_dir: Path
     port: int = field(default_factory=free_port)
     env_extra: dict = field(default_factory=dict)
+    roots: str = ""  # SYNTH2_MODEL_ROOTS and SYNTH2_DATA_ROOTS (the tests' worlds and models live in pytest's tmp)
     proc: subprocess.Popen | None = None
 
     @property
@@ -34,8 +35,10 @@ class Service:
 
     @property
     def env(self) -> dict:
+        roots = self.roots or str(self.data_dir.parent)
         return {**os.environ, "SYNTH2_DATA_DIR": str(self.data_dir), "SYNTH2_API_KEYS": f"{KEY},{OTHER_KEY}",
-                "SYNTH2_POLL_SECONDS": "0.2", "SYNTH2_URL": self.url, "SYNTH2_API_KEY": KEY, **self.env_extra}
+                "SYNTH2_POLL_SECONDS": "0.2", "SYNTH2_URL": self.url, "SYNTH2_API_KEY": KEY,
+                "SYNTH2_MODEL_ROOTS": roots, "SYNTH2_DATA_ROOTS": roots, **self.env_extra}
 
     def start(self, timeout: float = 60) -> Service:
         log = open(self.data_dir.parent / f"service-{self.port}.log", "ab")
@@ -72,8 +75,8 @@ class Service:
 
 
 @pytest.fixture
-def service(tmp_path):
-    svc = Service(tmp_path / "data")
+def service(tmp_path, tmp_path_factory):
+    svc = Service(tmp_path / "data", roots=str(tmp_path_factory.getbasetemp()))
     svc.data_dir.mkdir()
     yield svc
     svc.stop()

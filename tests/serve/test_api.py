@@ -30,11 +30,11 @@ def wait(c: TestClient, job_id: str, statuses: tuple[str, ...], timeout: float =
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
+def api(tmp_path_factory, tiny_world):
     d = tmp_path_factory.mktemp("svc")
     # The second key is given as a digest: the service never needs the plain key.
     s = Settings(data_dir=d, api_keys=f"{KEY},sha256:{hash_key(OTHER_KEY)}", max_running=1, max_jobs_per_key=3,
-                 poll_seconds=0.1, stop_grace_seconds=10)
+                 poll_seconds=0.1, stop_grace_seconds=10, model_roots=[str(tiny_world[0])])
     with TestClient(create_app(s), raise_server_exceptions=False) as c:
         yield c
 

@@ -243,3 +243,19 @@ def test_dashboard_shows_a_live_job(service, tiny_world, tmp_path):
     assert done.dom.by_id("auth-error").hidden
     assert_no_js_errors(done)
     assert_screenshot(done.screenshot)
+
+
+def test_api_docs_render_offline_under_the_pages_policy(service, tmp_path):
+    """/docs in a real Chromium: Swagger UI comes from the service itself and renders every route, and the
+    page's CSP (no inline script, frame-ancestors 'none') refuses nothing it needs."""
+    service.start()
+    out = tmp_path / "browser"
+    out.mkdir()
+    page = load(f"{service.url}/docs", out, "docs", budget_ms=4000)
+    ops = page.dom.find_all(class_="opblock")
+    paths = {n.attrs.get("data-path") for n in page.dom.iter() if "opblock-summary-path" in (n.attrs.get("class") or "")}
+    assert len(ops) >= 15, f"Swagger UI rendered {len(ops)} operations"
+    assert "/v1/jobs" in paths and "/v1/jobs/{job_id}/shards/{name}" in paths
+    stderr = (out / "docs.stderr.txt").read_text()
+    assert "Content Security Policy" not in stderr and "Refused to" not in stderr, stderr[-2000:]
+    assert_no_js_errors(page)
