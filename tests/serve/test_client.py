@@ -26,7 +26,7 @@ def svc(tmp_path_factory, tiny_world):
     """A service with one tiny job submitted (through the client); the job is not waited for here."""
     world, _ = tiny_world
     root = tmp_path_factory.mktemp("client-svc")
-    s = Service(root / "data")
+    s = Service(root / "data", roots=str(tmp_path_factory.getbasetemp()))
     s.data_dir.mkdir()
     s.start()
     with Synth2Client(s.url, KEY) as c:
