@@ -31,6 +31,10 @@ class HTMParams(ConsumerParams):
     names: int = Field(16, ge=2, le=256, description="Nonsense-name vocabulary (one-shot naming).")
     chunk: int = Field(8, ge=1, le=256, description="Memory chunk size (steps).")
     k: int = Field(4, ge=1, le=256, description="Chunks each query reads (HTM).")
+    train_k: int | None = Field(None, ge=1, le=4096, description="Chunks read while training; default every chunk, "
+                                                               "so every chunk's score gets gradient.")
+    relevance: Literal["tied", "separate"] = Field("tied", description="Chunk scores from the attention's own query "
+                                                   "and keys, or from projections of their own (the reference).")
     d_model: int = Field(64, ge=8, le=1024)
     heads: int = Field(4, ge=1, le=32)
     layers: int = Field(2, ge=1, le=12)

@@ -1,9 +1,10 @@
 """Hierarchical Transformer Memory (Lampinen et al. 2021, "Towards mental time travel") in PyTorch.
 
-The past is cut into chunks of `chunk` steps. Each chunk is summarised by the mean of its (projected)
-keys; a query scores every summary, keeps the `k` best chunks, attends inside each of them, and sums
-the k results weighted by the softmax of their summary scores. A step therefore reads k·chunk stored
-steps (plus one summary per chunk) instead of the whole memory.
+The past is cut into chunks of `chunk` steps. Each chunk is summarised by the mean of its keys; a
+query scores every summary, keeps the `k` best chunks, attends inside each of them, and sums the k
+results weighted by the softmax of their summary scores. A step therefore reads k·chunk stored steps
+(plus one summary per chunk) instead of the whole memory. (`relevance="separate"` scores chunks with
+projections of their own, as the JAX reference does.)
 
 Two ways to run the same modules:
 
@@ -17,9 +18,9 @@ Two ways to run the same modules:
 
 `attention="full"` gives the TrXL-style baseline from the same parts: the same block, the same
 projections, attending to every stored step instead of the top-k chunks. `LSTMModel` is the recurrent
-baseline, sized to the same parameter count. Per-head selection: each head picks its own k chunks with
-the same query and key projections it attends with, so with `chunk=1` and `k` covering every chunk the
-layer *is* full attention (a test checks it).
+baseline, sized to the same parameter count as HTM. Each head picks its own k chunks with the query
+and keys it attends with, so with `chunk=1` and `k` covering every chunk the layer *is* multi-head
+attention over the whole memory (a test checks it).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class ModelConfig:
     layers: int = 2
     chunk: int = 8
     k: int = 4
+    train_k: int | None = None  # chunks read while training; None: every chunk (each chunk's score learns)
+    relevance: Literal["tied", "separate"] = "tied"  # chunk scores: the attention's own q/k, or projections of their own
     mlp: int = 4               # MLP width multiple
     attention: Attention = "htm"
 
@@ -99,31 +102,54 @@ class InputEncoder(nn.Module):
 class MemoryAttention(nn.Module):
     """Attention from queries to a chunked memory: `htm` (top-k chunks) or `full` (every stored step)."""
 
-    def __init__(self, d: int, heads: int, chunk: int, k: int, mode: Attention = "htm") -> None:
+    def __init__(self, d: int, heads: int, chunk: int, k: int, mode: Attention = "htm", train_k: int | None = None,
+                 relevance: str = "tied") -> None:
         super().__init__()
         if d % heads:
             raise ValueError(f"d_model {d} is not a multiple of heads {heads}")
         self.h, self.dh, self.chunk, self.k, self.mode = heads, d // heads, chunk, k, mode
+        self.train_k = train_k
         self.impl: Literal["auto", "dense", "gather"] = "auto"  # how HTM reads its chunks (the same sum)
         self.q, self.kv, self.o = nn.Linear(d, d, bias=False), nn.Linear(d, 2 * d, bias=False), nn.Linear(d, d, bias=False)
+        if relevance not in ("tied", "separate"):
+            raise ValueError(f"relevance must be 'tied' or 'separate' (got {relevance!r})")
+        self.relevance = relevance
+        if mode == "htm" and relevance == "separate":
+            # the reference scores chunks with projections of their own. Here that learnt nothing in the
+            # budgets tried (the scores drift off the cue chunk before attention inside it is useful);
+            # tied scores (the mean of the chunk's keys, the attending query) learn with the attention.
+            self.rq, self.rk = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
 
     def keys_values(self, mem: torch.Tensor, mem_valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """MEM [B, n, c, d] → keys, values [B, H, n, c, dh], summaries [B, H, n, dh] (mean of the valid keys)."""
+        """MEM [B, n, c, d] → keys, values [B, H, n, c, dh] and the chunk summaries [B, H, n, dh]: the
+        mean of each chunk's valid keys (`tied`) or the relevance key of the mean of its valid steps (`separate`);
+        None for full attention."""
         B, n, c, _ = mem.shape
         kv = self.kv(mem).view(B, n, c, 2, self.h, self.dh).permute(3, 0, 4, 1, 2, 5)
         keys, values = kv[0], kv[1]
-        w = mem_valid[:, None, :, :, None].to(keys.dtype)
-        summary = (keys * w).sum(3) / w.sum(3).clamp_min(1.0)
-        return keys, values, summary
+        if self.mode != "htm":
+            return keys, values, None
+        if self.relevance == "tied":
+            w = mem_valid[:, None, :, :, None].to(keys.dtype)
+            return keys, values, (keys * w).sum(3) / w.sum(3).clamp_min(1.0)
+        w = mem_valid[..., None].to(mem.dtype)
+        mean = (mem * w).sum(2) / w.sum(2).clamp_min(1.0)
+        return keys, values, self.rk(mean).view(B, n, self.h, self.dh).transpose(1, 2)
+
+    def reads(self, n: int) -> int:
+        """Chunks a query reads out of N: k, or while training `train_k` (every chunk when None). A chunk's
+        score gets gradient only when it is read, so with top-k from the start the one chunk that matters
+        is found only by chance; scoring every chunk during training teaches the scores to rank it first."""
+        return self.k if not self.training else (self.train_k or n)
 
     def select(self, q: torch.Tensor, summary: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queries Q [B, H, T, dh] score the chunk summaries [B, H, n, dh]; the top k visible chunks per query and
-        head → (relevance weights [B, H, T, k], softmax over the chosen chunks; chunk indices [B, H, T, k])."""
+        """Relevance queries Q [B, H, T, dh] score the chunk summaries [B, H, n, dh]; the top k visible chunks per
+        query and head → (relevance weights [B, H, T, k], softmax over the chosen chunks; chunk indices [B, H, T, k])."""
         B, H, T, _ = q.shape
         n = summary.shape[2]
         rel = torch.einsum("bhtd,bhnd->bhtn", q, summary) / math.sqrt(self.dh)
         rel = rel.masked_fill(~visible[:, None], NEG)
-        top, idx = rel.topk(min(self.k, n), dim=-1)
+        top, idx = rel.topk(min(self.reads(n), n), dim=-1)
         chosen = torch.gather(visible[:, None].expand(B, H, T, n), 3, idx)
         return torch.softmax(top, -1) * chosen, idx  # a chunk that is not visible weighs nothing
 
@@ -141,8 +167,9 @@ class MemoryAttention(nn.Module):
             p = torch.softmax(logits, -1) * ok.reshape(B, 1, T, n * c).any(-1, keepdim=True)
             out = torch.einsum("bhts,bhsd->bhtd", p, values.reshape(B, self.h, n * c, self.dh))
         else:
-            k = min(self.k, n)
-            w, idx = self.select(q, summary, visible)
+            k = min(self.reads(n), n)
+            rq = q if self.relevance == "tied" else self.rq(x).view(B, T, self.h, self.dh).transpose(1, 2)
+            w, idx = self.select(rq, summary, visible)
             if self.impl == "dense" or (self.impl == "auto" and n <= 4 * k):
                 # a small memory (training episodes): scoring every stored step densely and zeroing the
                 # chunks not chosen is the same sum, and much faster on CPU than gathering k chunks per query
@@ -180,7 +207,7 @@ class Block(nn.Module):
         self.cfg = cfg
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = nn.MultiheadAttention(d, cfg.heads, batch_first=True, bias=False)
-        self.memory = MemoryAttention(d, cfg.heads, cfg.chunk, cfg.k, cfg.attention)
+        self.memory = MemoryAttention(d, cfg.heads, cfg.chunk, cfg.k, cfg.attention, cfg.train_k, cfg.relevance)
         self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp * d), nn.GELU(), nn.Linear(cfg.mlp * d, d))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -273,13 +300,15 @@ class MemoryState:
         n = self.chunks
         return self._keys[:, :, :n], self._values[:, :, :n], self._summaries[:, :, :n]
 
-    def write(self, keys: torch.Tensor, values: torch.Tensor, summaries: torch.Tensor) -> None:
-        """Append committed chunks: keys, values [B, H, m, c, dh], summaries [B, H, m, dh]."""
+    def write(self, keys: torch.Tensor, values: torch.Tensor, summaries: torch.Tensor | None) -> None:
+        """Append committed chunks: keys, values [B, H, m, c, dh], summaries [B, H, m, dh] (None: full attention)."""
         m = keys.shape[2]
         if self._keys is None or self.chunks + m > self._keys.shape[2]:
             self.reserve(max(2 * (self.chunks + m), 8))
         sl = slice(self.chunks, self.chunks + m)
-        self._keys[:, :, sl], self._values[:, :, sl], self._summaries[:, :, sl] = keys, values, summaries
+        self._keys[:, :, sl], self._values[:, :, sl] = keys, values
+        if summaries is not None:
+            self._summaries[:, :, sl] = summaries
         self.chunks += m
 
     def commit(self, block: Block) -> None:

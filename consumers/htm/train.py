@@ -128,7 +128,7 @@ def run(p, out: str | Path, progress: Callable[[int, int, str], None] | None = N
     pool = EmbeddingPool.load(data)
     eval_pool = EmbeddingPool.load(eval_data) if eval_data else pool
     cfg = ModelConfig(emb_dim=pool.emb.shape[1], names=p.names, d_model=p.d_model, heads=p.heads, layers=p.layers,
-                      chunk=p.chunk, k=p.k)
+                      chunk=p.chunk, k=p.k, train_k=p.train_k, relevance=p.relevance)
     lengths = [p.length * m for m in p.eval_multiples]
     results = {"task": p.task, "data": data, "eval_data": eval_data or data, "train_length": p.length,
                "lengths": lengths, "choices": p.choices, "chance": 1.0 / p.choices, "seed": p.seed, "models": {}}

@@ -43,7 +43,7 @@ def shards(tmp_path_factory):
 
 def _memory_layer(chunk: int, k: int, heads: int = 1, d: int = 8, mode: str = "htm", seed: int = 0) -> MemoryAttention:
     torch.manual_seed(seed)
-    return MemoryAttention(d, heads, chunk, k, mode)
+    return MemoryAttention(d, heads, chunk, k, mode).eval()  # eval: read k chunks (training reads every chunk)
 
 
 def _read(layer: MemoryAttention, x: torch.Tensor, mem: torch.Tensor, mem_valid: torch.Tensor | None = None,
@@ -58,9 +58,9 @@ def test_selection_picks_the_planted_chunk_for_each_episode_of_the_batch():
     B, n, c, d = 3, 12, 4, 8
     layer = _memory_layer(c, k=1, d=d)
     with torch.no_grad():  # keys = values = the memory itself, queries = the input
-        layer.q.weight.copy_(torch.eye(d))
+        for lin in (layer.q, layer.o):
+            lin.weight.copy_(torch.eye(d))
         layer.kv.weight.copy_(torch.cat([torch.eye(d), torch.eye(d)]))
-        layer.o.weight.copy_(torch.eye(d))
     gen = torch.Generator().manual_seed(1)
     mem = 0.1 * torch.randn(B, n, c, d, generator=gen)
     planted = torch.tensor([7, 2, 11])
@@ -84,6 +84,11 @@ def test_selection_picks_the_planted_chunk_for_each_episode_of_the_batch():
     layer.k = 2
     w2, idx2 = layer.select(q, summary, torch.ones(B, 1, n, dtype=torch.bool))
     assert idx2[:, 0, 0, 0].tolist() == planted.tolist() and bool((w2[..., 0] > w2[..., 1]).all())
+    # while training every chunk is scored (so every score learns), unless train_k says otherwise
+    layer.train()
+    assert layer.select(q, summary, torch.ones(B, 1, n, dtype=torch.bool))[1].shape[-1] == n
+    layer.train_k = 3
+    assert layer.select(q, summary, torch.ones(B, 1, n, dtype=torch.bool))[1].shape[-1] == 3
 
 
 def test_layer_equals_full_attention_when_k_covers_every_chunk_of_one_step():
@@ -103,11 +108,20 @@ def test_layer_equals_full_attention_when_k_covers_every_chunk_of_one_step():
     k, v = htm.kv(mem[:, :, 0]).view(B, n, 2, 4, 4).permute(2, 0, 3, 1, 4)
     att = (q @ k.transpose(-1, -2) / 2.0).masked_fill(~visible[:, None], -1e9).softmax(-1) @ v
     assert torch.allclose(a, htm.o(att.transpose(1, 2).reshape(B, T, d)), atol=1e-5)
+    # the reference's separate chunk-score projections, set to the attention's, give the same
+    sep = MemoryAttention(d, 4, 1, n, relevance="separate").eval()
+    sep.load_state_dict(htm.state_dict(), strict=False)
+    with torch.no_grad():
+        sep.rq.weight.copy_(htm.q.weight)
+        sep.rk.weight.copy_(htm.kv.weight[:d])
+    assert torch.allclose(_read(sep, x, mem, visible=visible), a, atol=1e-5)
 
 
-def test_gather_and_dense_reads_equal_the_two_level_formula():
+@pytest.mark.parametrize("relevance", ["tied", "separate"])
+def test_gather_and_dense_reads_equal_the_two_level_formula(relevance):
     B, T, n, c, d, H, k = 2, 3, 10, 4, 8, 2, 3
-    layer = _memory_layer(c, k, heads=H, d=d)
+    torch.manual_seed(0)
+    layer = MemoryAttention(d, H, c, k, relevance=relevance).eval()
     x, mem = torch.randn(B, T, d), torch.randn(B, n, c, d)
     mem_valid = torch.ones(B, n, c, dtype=torch.bool)
     mem_valid[1, 9, 2:] = False  # a part-filled chunk
@@ -120,12 +134,16 @@ def test_gather_and_dense_reads_equal_the_two_level_formula():
     # the formula, one query and head at a time
     keys, values, _ = layer.keys_values(mem, mem_valid)
     q = layer.q(x).view(B, T, H, d // H)
+    rq = q if relevance == "tied" else layer.rq(x).view(B, T, H, d // H)
     out = torch.zeros(B, T, H, d // H)
     for b in range(B):
         for t in range(T):
             for h in range(H):
-                summ = torch.stack([keys[b, h, j][mem_valid[b, j]].mean(0) for j in range(n)])
-                rel = summ @ q[b, t, h] / np.sqrt(d // H)
+                if relevance == "tied":  # mean of the chunk's keys
+                    summ = torch.stack([keys[b, h, j][mem_valid[b, j]].mean(0) for j in range(n)])
+                else:  # the relevance key of the mean of its steps
+                    summ = torch.stack([layer.rk(mem[b, j][mem_valid[b, j]].mean(0)).view(H, -1)[h] for j in range(n)])
+                rel = summ @ rq[b, t, h] / np.sqrt(d // H)
                 rel[~visible[b, t]] = -float("inf")
                 top, idx = rel.topk(k)
                 w = torch.softmax(top, 0)
@@ -193,6 +211,7 @@ def test_streaming_memory_commits_chunks_and_equals_the_parallel_pass():
     for kind in ("htm", "full"):
         torch.manual_seed(0)
         model, _ = build_model(kind, cfg)
+        model.eval()
         batch = episodes("passive_visual_match", _pool(), 3, 30, np.random.default_rng(1))
         with torch.no_grad():
             par = model(batch)
@@ -209,7 +228,10 @@ def test_lstm_baseline_has_the_same_parameter_count():
     htm, hi = build_model("htm", cfg)
     full, fi = build_model("full", cfg)
     lstm, li = build_model("lstm", cfg)
-    assert hi["parameters"] == fi["parameters"] == num_parameters(htm)
+    assert hi["parameters"] == num_parameters(htm) and fi["parameters"] == num_parameters(full)
+    assert hi["parameters"] == fi["parameters"]  # the same modules; only what the memory read differs
+    sep, _ = build_model("htm", ModelConfig(emb_dim=32, relevance="separate"))
+    assert num_parameters(sep) - hi["parameters"] == 2 * cfg.d_model**2 * cfg.layers
     assert abs(li["parameters"] - hi["parameters"]) / hi["parameters"] < 0.01
 
 
