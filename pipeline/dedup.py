@@ -361,19 +361,28 @@ def _target_rates(sigs: dict[str, int], counts: dict[str, int], target: dict[str
     f = d * min(avail / d) / avail  # the single-concept answer: exact when no caption names two concepts
 
     def rates(f: np.ndarray) -> np.ndarray:
-        return np.array([min(1.0, f[m].min()) for m in members])
+        raw = np.array([f[m].min() for m in members])
+        return np.minimum(1.0, raw / max(raw.max(initial=0.0), 1e-300))  # shares are scale-free: keep the most
 
-    for _ in range(300):
-        q = rates(f)
+    def error(q: np.ndarray) -> tuple[float, float]:
         kept = np.zeros(len(names))
         for m, qs, ns in zip(members, q, n, strict=True):
             kept[m] += qs * ns
+        return float(np.abs(kept / max(kept.sum(), 1e-12) - d).max()), kept
+
+    best = None
+    for _ in range(300):
+        q = rates(f)
+        err, kept = error(q)
+        if best is None or err < best[0] - 1e-9 or (abs(err - best[0]) <= 1e-9 and (q * n).sum() > best[2]):
+            best = (err, q, (q * n).sum())  # an unreachable target (shares tied by shared captions) ends nearest
         ratio = np.maximum(kept, 1e-12) / d
         level = np.exp(np.sum(d * np.log(ratio)))
         if np.max(np.abs(ratio / level - 1)) < 1e-4:
             break
-        f *= np.sqrt(level / ratio)
-    q = dict(zip(usable, rates(f), strict=True))
+        f = np.maximum(f * np.sqrt(level / ratio), 1e-12)
+    info["target_error"] = round(best[0], 4)
+    q = dict(zip(usable, best[1], strict=True))
     return {s: float(q.get(s, 0.0)) for s in sigs}, info
 
 

@@ -145,3 +145,21 @@ def test_balance_quotas_from_counts_only():
     assert quota == {"x": 9, "y": 5, D.SEP.join(["x", "y"]): 1} and info == {"cap": 10}
     with pytest.raises(ValueError, match="unknown balance method"):
         D.balance_quotas({"x": 1}, "magic")
+
+
+def test_spec_with_dedup_off_removes_nothing(tmp_path):
+    from tests.conftest import world_spec
+
+    spec = world_spec(tmp_path, tmp_path / "out", **{"scoring.exact_dedup": False, "scoring.near_dup_threshold": 1.0,
+                                                     "scoring.balance.method": "none"})
+    cfg = D.SelectionConfig.from_spec(spec)
+    assert not cfg.exact and not cfg.near and cfg.concepts == tuple(spec.concepts.items)
+    texts = ["a red circle", "A red circle!", "a red circle"] * 20  # identical texts, identical embeddings
+    n = len(texts)
+    data = {"index": np.arange(n), "caption": np.array(texts, dtype=object), "drop": np.full(n, "", dtype=object),
+            "text_emb": np.tile(np.eye(4, dtype=np.float16)[:1], (n, 1)),
+            "prompt_concepts": np.array([json.dumps(["red circle"])] * n, dtype=object)}
+    sel = D.select_local(data, dataclasses.replace(cfg, cluster_size=10))
+    assert sel.keep.tolist() == list(range(n)) and sel.stats["duplicates_removed"] == {}
+    on = D.select_local(data, D.SelectionConfig.from_spec(world_spec(tmp_path, tmp_path / "out2")))
+    assert on.keep.tolist() == [0]
