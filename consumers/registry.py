@@ -43,7 +43,7 @@ from consumers.reads import ReadsFrom, reads  # noqa: F401 -- the path marker; s
 log = logging.getLogger("synth2.consumers")
 
 # Modules that call `register` when imported.
-BUILTIN = ("consumers.oversquash.job", "vlm.job", "consumers.clrs.job", "consumers.homomorphism.job",
+BUILTIN = ("consumers.oversquash.job", "vlm.job", "vlm.loop_job", "consumers.clrs.job", "consumers.homomorphism.job",
            "consumers.htm.job")
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 

@@ -196,6 +196,10 @@ from synth2.cli_htm import htm as _htm  # noqa: E402
 
 main.add_command(_htm)
 
+from synth2.cli_loop import loop as _loop  # noqa: E402
+
+main.add_command(_loop)
+
 
 if __name__ == "__main__":
     main()

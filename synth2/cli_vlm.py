@@ -25,7 +25,8 @@ def vlm() -> None:
 @click.option("--prefix-length", type=click.IntRange(1, 256), default=4, show_default=True)
 @click.option("--mapper", type=click.Choice(["mlp", "transformer"]), default="mlp", show_default=True)
 @click.option("--freeze-decoder", is_flag=True, help="Train the mapper only (ClipCap's frozen-LM setting).")
-@click.option("--lora-r", type=click.IntRange(0), default=0, show_default=True, help="LoRA rank on the decoder (needs peft).")
+@click.option("--lora-r", type=click.IntRange(0), default=0, show_default=True,
+              help="LoRA rank on the decoder (needs the lora extra: pip install 'synth2[lora]').")
 @click.option("--noise-std", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Gaussian noise added to image embeddings while training (CapDec), against the synthetic/real gap.")
 @click.option("--noise-on", type=click.Choice(["synthetic", "all"]), default="synthetic", show_default=True)

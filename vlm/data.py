@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import fsspec
 import numpy as np
 import torch
 import webdataset as wds
@@ -86,7 +87,9 @@ def _open(url: str):
             return urllib.request.urlopen(req, timeout=60)  # noqa: S310 - http(s) only, checked above
         except urllib.error.HTTPError as e:  # status and host only, never the body
             raise OSError(f"{_origin(url)[1]} answered HTTP {e.code} for {urllib.parse.urlsplit(url).path}") from None
-    return Store(os.path.dirname(url) or ".").open(os.path.basename(url), "rb") if "://" in url else open(url, "rb")
+    if "://" in url:  # any fsspec URL (s3://, gs://, memory://, file://)
+        return fsspec.open(url, "rb").open()
+    return open(url, "rb")
 
 
 def shard_urls(url: str) -> list[str]:
@@ -167,8 +170,8 @@ class ShardStream(IterableDataset):
         rng = random.Random(f"{self.seed}-{slot}-buffer")
         while self.epochs is None or epoch < self.epochs:
             got = 0
-            for sample in wds.filters._shuffle(self._raw(epoch, slot, slots), self.buffer, min(100, self.buffer),
-                                               rng=rng):
+            shuffle = wds.shuffle(self.buffer, min(100, self.buffer), rng=rng)
+            for sample in shuffle(self._raw(epoch, slot, slots)):
                 got += 1
                 sample["source"], sample["skipped"] = self.source.name, self.skipped
                 yield sample

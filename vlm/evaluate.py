@@ -6,7 +6,8 @@
 - On the embedded world (samples whose json has a `scene`): the world's caption parser turns each
   generated caption back into a scene, and each attribute is scored — colour, shape, size, count,
   relation, position, the colour-shape composition, the whole scene — plus the composition accuracy
-  on test images whose compositions the human-annotated split never showed (`json.held_out`).
+  on test images whose compositions the human-annotated split never showed (`json.held_out`), and the
+  composition accuracy per concept (`per_concept`: the samples whose `json.concepts` name it).
 """
 
 from __future__ import annotations
@@ -81,11 +82,18 @@ def world_scores(predictions: list[str], metas: list[dict]) -> dict | None:
     for a in ATTRIBUTES:
         vals = [h[a] for h in hits if h[a] is not None]
         acc[a] = {"accuracy": float(np.mean(vals)) if vals else None, "n": len(vals)}
+    per_concept: dict[str, list[int]] = {}  # composition -> [samples showing it, samples captioned right]
+    for h, (_, m) in zip(hits, rows):
+        for c in dict.fromkeys(m.get("concepts") or []):
+            n = per_concept.setdefault(c, [0, 0])
+            n[0] += 1
+            n[1] += int(h["composition"])
     held = [h["composition"] for h, (_, m) in zip(hits, rows) if m.get("held_out")]
     seen = [h["composition"] for h, (_, m) in zip(hits, rows) if not m.get("held_out")]
     return {"parse_rate": float(np.mean([s is not None for s in parsed])), "attributes": acc,
             "held_out_composition": {"accuracy": float(np.mean(held)) if held else None, "n": len(held)},
-            "seen_composition": {"accuracy": float(np.mean(seen)) if seen else None, "n": len(seen)}}
+            "seen_composition": {"accuracy": float(np.mean(seen)) if seen else None, "n": len(seen)},
+            "per_concept": {c: {"n": n, "correct": k, "accuracy": k / n} for c, (n, k) in sorted(per_concept.items())}}
 
 
 def image_embeddings(samples: list[dict], encoder_name: str | None, use_images: bool, batch: int = 256) -> torch.Tensor:

@@ -206,7 +206,7 @@ def _prepare_decoder(decoder: nn.Module, config: VLMConfig) -> nn.Module:
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError as e:
-            raise ValueError("lora_r > 0 needs the `peft` package (pip install peft)") from e
+            raise ValueError("lora_r > 0 needs the `peft` package: pip install 'synth2[lora]'") from e
         return get_peft_model(decoder, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
                                                   task_type="CAUSAL_LM"))
     if config.freeze_decoder:

@@ -1,0 +1,90 @@
+"""The closed generation loop (vlm/loop.py, `synth2 loop`, the `loop` consumer) on the tiny world."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from vlm.loop import errors_to_weights, job_spec, run_loop
+from vlm.loop_job import LoopParams, config
+
+
+def test_errors_to_weights_follow_the_errors():
+    items = ["a", "b", "c", "d"]
+    per = {"a": {"n": 10, "correct": 10}, "b": {"n": 10, "correct": 0}, "c": {"n": 10, "correct": 7}}
+    w = errors_to_weights(per, items, alpha=2.0, floor=0.1)
+    assert sum(w.values()) == pytest.approx(1.0)
+    assert w["b"] > w["d"] > w["c"] > w["a"]  # d unseen: error 0.5; c: 4/12
+    assert min(w.values()) >= 0.1 / len(items)  # the floor: no concept starves
+    flat = errors_to_weights(per, items, alpha=0.0, floor=0.0)
+    assert list(flat.values()) == pytest.approx([0.25] * 4)
+
+
+def test_job_spec_shares_captions_by_weight(tiny_world):
+    from pipeline.prompts import concept_counts
+
+    params = LoopParams(world=str(tiny_world[0]))
+    base = config(params, "unused").spec
+    items = base["concepts"]["items"]
+    weights = {c: (0.5 if c == "red circle" else 0.5 / (len(items) - 1)) for c in items}
+    spec = job_spec(base, weights, 960, 2, "t")
+    counts = concept_counts(spec)
+    assert sum(counts.values()) == 960 and counts["red circle"] == 480
+    assert spec.scoring.balance.method == "none"
+    uniform = job_spec(base, None, 960, 2, "t")
+    assert set(concept_counts(uniform).values()) == {20}
+    assert job_spec(base, None, 960, 3, "t").captions.sampling.seed != uniform.captions.sampling.seed
+
+
+def test_params_need_a_world_or_every_location():
+    with pytest.raises(ValueError, match="without world, set human, val, test, decoder, spec"):
+        LoopParams()
+    from consumers.registry import get
+
+    assert get("loop").params is LoopParams
+
+
+@pytest.fixture(scope="module")
+def loop_run(tiny_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("loop")
+    params = LoopParams(world=str(tiny_world[0]), rounds=2, pairs_per_round=60, steps=6, batch_size=16,
+                        threads=1, seed=0)
+    cfg = config(params, out / "errors", jobs_dir=out / "jobs")
+    return out, cfg, run_loop(cfg)
+
+
+def test_loop_rounds_record_weights_jobs_and_scores(loop_run):
+    out, cfg, state = loop_run
+    rounds = state["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert rounds[0]["weights"] is None  # round 1 is uniform: there are no errors yet
+    assert rounds[1]["weights"] == rounds[0]["next_weights"]
+    # The weights come from the validation split only, by the documented rule.
+    assert rounds[0]["next_weights"] == errors_to_weights(rounds[0]["val"]["per_concept"], state["concepts"],
+                                                          cfg.alpha, cfg.floor)
+    assert rounds[0]["job_id"] != rounds[1]["job_id"]
+    assert all(r["pairs"] == 60 for r in rounds) and rounds[1]["synthetic_pairs_total"] == 120
+    assert len(rounds[1]["sources"]) == 3  # human + both rounds' synthetic subsets
+    for r in rounds:
+        assert r["test"]["samples"] == 192 and 0 <= r["test"]["held_out_composition"] <= 1
+        assert r["test"]["cider"] >= 0 and "per_concept" not in r["test"]
+        assert (out / "errors" / f"round-{r['round']}.png").stat().st_size > 0
+    assert (out / "errors" / "loop.png").exists()
+    assert json.loads((out / "errors" / "loop.json").read_text()) == state
+
+
+def test_loop_resumes_and_the_uniform_arm_reuses_round_one(loop_run, tiny_world):
+    out, cfg, state = loop_run
+    again = run_loop(cfg)  # every round finished: nothing is retrained
+    assert again == state
+    from synth2.cli import main
+
+    res = CliRunner().invoke(main, ["loop", "--world", str(tiny_world[0]), "--out", str(out / "uniform"),
+                                    "--jobs-dir", str(out / "jobs"), "--strategy", "uniform", "--rounds", "1",
+                                    "--pairs-per-round", "60", "--steps", "6", "--batch-size", "16", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    uni = json.loads((out / "uniform" / "loop.json").read_text())
+    assert uni["rounds"][0]["job_id"] == state["rounds"][0]["job_id"]  # the same uniform job, not run twice
+    assert "| 1 | 60 |" in res.output
