@@ -111,29 +111,39 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.98)
     ap.add_argument("--out", default=str(RESULTS / "dedup_scale.json"))
     args = ap.parse_args()
-    torch_free_threads = os.cpu_count()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
 
     t = time.perf_counter()
     data = planted_captions(args.n, dim=384, topics=5000, near_rate=0.2, exact_rate=0.02, seed=0)
     gen_s = time.perf_counter() - t
     print(f"generated {args.n} captions in {gen_s:.0f}s", flush=True)
     cfg = SelectionConfig(threshold=args.threshold, method="none", concepts=CONCEPTS)
+    result: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs",
+        "data": {"n": args.n, "dim": 384, "topics": 5000, "near_rate": 0.2, "dup_cos": [0.95, 0.999],
+                 "exact_rate": 0.02, "kind": "clustered random unit vectors with planted near duplicates",
+                 "generate_seconds": round(gen_s, 1)},
+        "threshold": args.threshold,
+        "config": {"cluster_size": cfg.cluster_size, "sample_size": cfg.sample_size, "kmeans_iters": cfg.kmeans_iters,
+                   "probes": cfg.probes}}
 
-    runs = []
-    for n in sorted({10_000, args.prefix, args.n}):
-        if n > args.n:
-            continue
+    def save() -> None:  # after every phase: a late phase cut short leaves the earlier ones written
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+    runs, sels = [], {}
+    for n in sorted({args.n, args.prefix, 10_000}, reverse=True):  # the 10^6 run first
         t = time.perf_counter()
         sel = select_local(_slice(data, n), cfg)
         s = time.perf_counter() - t
+        sels[n] = sel
         runs.append({"n": n, "seconds": round(s, 2), "steps": sel.seconds, "clusters": sel.stats["near_dup"]["clusters"],
                      "after_dedup": sel.stats["after_dedup"], "removed": sel.stats["duplicates_removed"]})
         print("scaled", runs[-1], flush=True)
         if n == args.n:
-            full = sel
-        if n == args.prefix:
-            prefix_alone = sel
-    full_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+            result["scaled_local_peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+        result["scaled_local"] = sorted(runs, key=lambda r: r["n"])
+        save()
 
     exact_runs = []
     for n in (10_000, args.prefix):
@@ -141,40 +151,30 @@ def main() -> None:
         exact_runs.append({"n": n, "seconds": round(s, 2), "removed": int(ref.sum())})
         print("exact", exact_runs[-1], flush=True)
     p = args.prefix
-    quality = {"on_prefix_of_full_run": _agreement(_removed(full.keep, p), ref, exact_ref),
-               "prefix_as_its_own_job": _agreement(_removed(prefix_alone.keep, p), ref, exact_ref)}
+    quality = {"on_prefix_of_full_run": _agreement(_removed(sels[args.n].keep, p), ref, exact_ref),
+               "prefix_as_its_own_job": _agreement(_removed(sels[p].keep, p), ref, exact_ref)}
     print(json.dumps(quality, indent=1), flush=True)
+    e1, e2 = exact_runs
+    slope = np.log(e2["seconds"] / e1["seconds"]) / np.log(e2["n"] / e1["n"])
+    full_s = result["scaled_local"][-1]["seconds"]
+    result |= {"exact_greedy": exact_runs,
+               "exact_greedy_at_n_extrapolated_seconds": round(e2["seconds"] * (args.n / e2["n"]) ** slope, 0),
+               "exact_greedy_scaling_exponent": round(float(slope), 2), "quality": quality,
+               "goal": {"seconds_at_1e6_le_600": full_s <= 600 if args.n == 1_000_000 else None,
+                        "near_recall_ge_0.95": quality["on_prefix_of_full_run"]["near_recall"] >= 0.95}}
+    save()
+    _plot(result, out.with_suffix(".png"))
 
-    ray_result = None
     if args.ray_n:
         rn = min(args.ray_n, args.n)
         idx, stats, s = _ray_run(_slice(data, rn), cfg, cpus=2)
-        local = full if rn == args.n else prefix_alone if rn == args.prefix else select_local(_slice(data, rn), cfg)
-        ray_result = {"n": rn, "seconds": round(s, 2), "same_kept_set_as_local": bool(np.array_equal(idx, local.keep)),
-                      "kept": int(len(idx))}
-        print("ray", ray_result, flush=True)
-
-    e1, e2 = exact_runs
-    slope = np.log(e2["seconds"] / e1["seconds"]) / np.log(e2["n"] / e1["n"])
-    result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch_free_threads} shared CPU cores",
-        "data": {"n": args.n, "dim": 384, "topics": 5000, "near_rate": 0.2, "dup_cos": [0.95, 0.999],
-                 "exact_rate": 0.02, "kind": "clustered random unit vectors with planted near duplicates",
-                 "generate_seconds": round(gen_s, 1)},
-        "threshold": args.threshold, "config": {"cluster_size": cfg.cluster_size, "sample_size": cfg.sample_size,
-                                                "kmeans_iters": cfg.kmeans_iters},
-        "scaled_local": runs, "scaled_local_peak_rss_gb": round(full_rss_gb, 2),
-        "exact_greedy": exact_runs,
-        "exact_greedy_at_n_extrapolated_seconds": round(e2["seconds"] * (args.n / e2["n"]) ** slope, 0),
-        "exact_greedy_scaling_exponent": round(float(slope), 2),
-        "quality": quality, "ray": ray_result,
-        "goal": {"seconds_at_1e6_le_600": runs[-1]["seconds"] <= 600 if runs[-1]["n"] == 1_000_000 else None,
-                 "near_recall_ge_0.95": quality["on_prefix_of_full_run"]["near_recall"] >= 0.95},
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    _plot(result, out.with_suffix(".png"))
+        local = sels.get(rn) or select_local(_slice(data, rn), cfg)
+        result["ray"] = {"n": rn, "seconds": round(s, 2), "local_seconds_same_n": next(
+            (r["seconds"] for r in runs if r["n"] == rn), None),
+            "same_kept_set_as_local": bool(np.array_equal(idx, local.keep)), "kept": int(len(idx)),
+            "same_stats_as_local": json.loads(json.dumps(stats)) == json.loads(json.dumps(local.stats))}
+        print("ray", result["ray"], flush=True)
+        save()
     print(f"wrote {out}")
 
 
