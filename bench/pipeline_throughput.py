@@ -1,6 +1,7 @@
-"""Pipeline throughput on the embedded world: Ray Data (stages as actor pools, streaming) against
-the same stages in a plain single-process loop, in one run on the same machine; plus shard
-writing against raw `tar` writing of the same bytes.
+"""Pipeline throughput on the embedded world: Ray Data (stages as actor pools, streaming, workers
+writing chunks and shards) against the same stages in a plain single-process loop, same spec, in
+one run on the same machine; the two must write identical shards. Plus shard writing against raw
+`tar` writing of the same bytes.
 
     python bench/pipeline_throughput.py --world world [--per-concept 40]
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.run import init_ray  # noqa: E402
 from pipeline.runner import LocalExecutor, RayExecutor, run_job  # noqa: E402
-from pipeline.shards import ShardWriter, iter_samples, make_sample, sample_key  # noqa: E402
+from pipeline.shards import Manifest, ShardWriter, iter_samples, make_sample, sample_key  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def spec_for(world: Path, out: Path, per_concept: int, workers: int):
     d["captions"].update(model=str(world / "lm"), per_concept=per_concept)
     d["synthesis"].update(prior=str(world / "prior"), encoder={"name": f"local-dir:{world / 'clip'}"})
     d["scoring"]["balance"] = {"method": "none"}
-    d["output"]["dir"] = str(out)
+    d["output"].update(dir=str(out), shard_size=200)  # work units small enough for two workers to share
     # Two model actors per stage, one torch thread each; scoring shares the cores with captioning.
     d["resources"] = {"caption": {"num_cpus": 0.75, "concurrency": workers},
                       "score": {"num_cpus": 0.5, "concurrency": 1},
@@ -112,6 +113,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="actors per model stage under Ray")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline_throughput.json"))
     args = ap.parse_args()
+    os.environ.setdefault("SYNTH2_CHUNK_TARGET", "256")  # caption chunks of 256 requests (the same for both runs)
     world = Path(args.world).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="synth2-bench-"))
     import ray
@@ -124,10 +126,12 @@ def main() -> None:
     local = LocalExecutor(threads=os.cpu_count())
     results["plain_loop"] = timed_run(spec_for(world, tmp / "local", args.per_concept, 1), local)
     results["plain_loop"]["stage_seconds"] = {k: round(v, 2) for k, v in local.seconds.items()}
-    init_ray()
+    init_ray(local=True)
     results["ray"] = timed_run(spec_for(world, tmp / "ray", args.per_concept, args.workers), RayExecutor())
     ray.shutdown()
     results["ray_over_plain_loop"] = round(results["ray"]["pairs_per_s"] / results["plain_loop"]["pairs_per_s"], 3)
+    shas = [[(s.name, s.sha256) for s in Manifest.load(tmp / d).shards] for d in ("local", "ray")]
+    results["identical_shards"] = shas[0] == shas[1]
     samples = [make_sample(sample_key("bench", i), s["txt"], s["emb.npy"], s["json"])
                for i, s in enumerate(iter_samples(tmp / "ray"))]
     samples = (samples * (4000 // max(1, len(samples)) + 1))[:4000]

@@ -41,7 +41,7 @@ class EmbeddingPrior:
         from diffusers import DDPMScheduler, PriorTransformer
 
         try:
-            prior = PriorTransformer.from_pretrained(path, subfolder="prior").to(device=device, dtype=dtype).eval()
+            prior = PriorTransformer.from_pretrained(path, subfolder="prior", torch_dtype=dtype).to(device).eval()
             sched = DDPMScheduler.from_pretrained(path, subfolder="prior_scheduler")
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot load prior {path!r} (expects prior/ and prior_scheduler/): {e}") from e

@@ -6,24 +6,28 @@ One sample is one trajectory:
 
 Samples are written in a fixed order — split (train, val, test), then algorithm in spec order, then
 index — and sample `i` of (split, algorithm) is drawn from its own seed, so a resumed job regenerates
-nothing it already wrote and produces exactly the shards of an uninterrupted run. The manifest's
+nothing it already wrote and produces exactly the shards of an uninterrupted run. Shard k (samples
+[k*S, (k+1)*S)) is sampled and written by a worker (`ClrsShards`); the driver commits the manifest. The manifest's
 `clrs.layout` gives each (split, algorithm) block's first sample index and count, which is how a reader
 finds the shards it needs, and `clrs.specs` each algorithm's feature spec (stage, location, type), so a
-reader needs no generator code. The samplers are NumPy and cheap: they run in this process.
+reader needs no generator code. The samplers are NumPy and cheap: `synth2 run` runs them in
+process (the local executor), but any executor can.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import time
 from collections.abc import Iterator
 
 import numpy as np
 
+from pipeline.executors import Step
+from pipeline.job import JobContext, job_id_for, write_shards
 from pipeline.prompts import derive_seed
-from pipeline.runner import Progress, job_id_for, prepare_dir
-from pipeline.shards import ShardWriter, encode_npy, sample_key
-from pipeline.spec import JobSpec, spec_hash
+from pipeline.shards import Manifest, encode_npy, sample_key, shard_name, write_shard
+from pipeline.spec import JobSpec, parse_spec
+from pipeline.storage import Store
 
 SPLITS = ("train", "val", "test")
 
@@ -73,39 +77,64 @@ def iter_samples(spec: JobSpec, start: int = 0) -> Iterator[tuple[int, dict, dic
             yield index, trajectory_sample(traj, sample_key(job_id, index), meta), meta
 
 
-def run_clrs_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
-    """Run (or resume) a `clrs` job; returns its stats. `executor` is unused: sampling runs here."""
-    t0 = time.time()
-    out = prepare_dir(spec, force)
-    job_id = job_id_for(spec)
-    progress = Progress(out, job_id)
-    blocks = layout(spec)
-    total = sum(b["count"] for b in blocks)
-    writer = ShardWriter(out.url, spec.output.name, spec.output.shard_size, spec.model_dump(mode="json"), spec_hash(spec))
+def job_layout(spec: JobSpec) -> dict:
+    return {}
+
+
+class ClrsShards:
+    """A shard id in; its trajectories sampled and the shard written; its info and lengths out."""
+
+    def __init__(self, spec: dict, store: str, threads: int | None = None, num_gpus: float = 0.0) -> None:
+        self.spec, self.store = parse_spec(spec), Store(store)
+        self.total = sum(b["count"] for b in layout(self.spec))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        s, size = int(batch["shard"][0]), self.spec.output.shard_size
+        lo, hi = s * size, min((s + 1) * size, self.total)
+        samples, lengths = [], {}
+        for _, sample, meta in itertools.islice(iter_samples(self.spec, lo), hi - lo):
+            samples.append(sample)
+            acc = lengths.setdefault(f"{meta['split']}/{meta['algorithm']}", [0, 0])
+            acc[0], acc[1] = acc[0] + meta["length"], acc[1] + 1
+        info = write_shard(self.store, shard_name(self.spec.output.name, s), samples, lo)
+        return {"shard": np.array([s]), "info": np.array([json.dumps(vars(info))], dtype=object),
+                "lengths": np.array([json.dumps(lengths)], dtype=object)}
+
+
+def run(ctx: JobContext) -> dict:
+    """Run (or resume) a `clrs` job; returns its stats."""
     from generators.clrs import SPECS, algorithms
 
+    spec = ctx.spec
+    blocks = layout(spec)
     algorithms()  # registers every sampler's spec
-    writer.manifest.extra["clrs"] = {"layout": blocks, "specs": {a: SPECS[a] for a in spec.clrs.algorithms},
-                                     "sample_format": "input.NAME.npy / hint.NAME.npy / output.NAME.npy"}
-    start = writer.start_index
-    progress.update("sample", done=start, total=total, status="RUNNING")
+    extra = {"clrs": {"layout": blocks, "specs": {a: SPECS[a] for a in spec.clrs.algorithms},
+                      "sample_format": "input.NAME.npy / hint.NAME.npy / output.NAME.npy"}}
+    before = Manifest.load(ctx.store.url)
+    start = before.samples if before else 0
     lengths: dict[str, list[int]] = {}
+
+    def add(row: dict) -> None:
+        for k, (total, n) in json.loads(row["lengths"]).items():
+            acc = lengths.setdefault(k, [0, 0])
+            acc[0], acc[1] = acc[0] + total, acc[1] + n
+
+    step = Step.of("sample", ClrsShards, {"spec": spec.model_dump(mode="json"), "store": ctx.store.url},
+                   spec.resources.embed.model_copy(update={"num_gpus": 0.0}))
+    manifest = write_shards(ctx, sum(b["count"] for b in blocks), step, ("sample",), extra=extra, on_result=add)
+    return ctx.finish({"samples": manifest.samples, "shards": len(manifest.shards), "resumed_from": start,
+                       "mean_length_written": {k: round(t / n, 2) for k, (t, n) in sorted(lengths.items())}},
+                      report=False)
+
+
+def run_clrs_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
+    """Run (or resume) a `clrs` job (the same as `pipeline.runner.run_job` for kind clrs)."""
+    from pipeline.executors import LocalExecutor
+    from pipeline.job import record_end
+
+    ctx = JobContext.open(spec, force, executor or LocalExecutor(), {})
     try:
-        if not writer.complete:
-            for index, s, meta in iter_samples(spec, start):
-                writer.write(s)
-                lengths.setdefault(f"{meta['split']}/{meta['algorithm']}", []).append(meta["length"])
-                progress.update("sample", done=index + 1, shards=len(writer.manifest.shards))
-        manifest = writer.close()
+        return run(ctx)
     except BaseException as e:
-        progress.status, progress.error = ("STOPPED" if isinstance(e, KeyboardInterrupt) else "FAILED"), str(e)
-        progress.update("sample", status=progress.status, force=True)
+        record_end(ctx.progress, e)
         raise
-    progress.update("sample", done=total, status="SUCCEEDED", shards=len(manifest.shards), force=True)
-    stats = {"job_id": job_id, "spec_hash": spec_hash(spec), "samples": manifest.samples, "shards": len(manifest.shards),
-             "resumed_from": start, "seconds": round(time.time() - t0, 2),
-             "mean_length_written": {k: round(float(np.mean(v)), 2) for k, v in sorted(lengths.items())}}
-    out.write_json(stats, "stats.json")
-    progress.status = "SUCCEEDED"
-    progress.save()
-    return stats

@@ -46,18 +46,29 @@ def format_prompt(template: str, concepts: tuple[str, ...]) -> str:
     return template.replace("{concepts}", ", ".join(concepts))
 
 
-def build_requests(spec: JobSpec) -> list[Request]:
-    """Every caption request of the job, in index order."""
-    c, cap = spec.concepts, spec.captions
-    seed = cap.sampling.seed
-    counts = concept_counts(spec)
-    primaries = [k for k in c.items for _ in range(counts[k])]
-    requests = []
-    for i, first in enumerate(primaries):
+class RequestPlan:
+    """The job's caption requests by index, built on demand: `plan[i]` is request `i` (the same as
+    `build_requests(spec)[i]`) in O(concepts) memory, so a worker rebuilds any chunk from its index."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        counts = concept_counts(spec)
+        self.items = list(spec.concepts.items)
+        self.ends = np.cumsum([counts[k] for k in self.items])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, i: int) -> Request:
+        if not 0 <= i < len(self):
+            raise IndexError(f"request {i} out of range (the job has {len(self)})")
+        c, cap = self.spec.concepts, self.spec.captions
+        seed = cap.sampling.seed
+        first = self.items[int(np.searchsorted(self.ends, i, side="right"))]
         rng = np.random.default_rng(derive_seed("request", seed, i))
         names = [first]
         if c.per_prompt > 1:
-            others = [k for k in c.items if k != first]
+            others = [k for k in self.items if k != first]
             take = min(c.per_prompt - 1, len(others))
             names += [others[j] for j in rng.choice(len(others), size=take, replace=False)]
         shots = ""
@@ -67,5 +78,10 @@ def build_requests(spec: JobSpec) -> list[Request]:
                 ex = cap.few_shot[int(j)]
                 shots += format_prompt(cap.prompt, tuple(ex.concepts)) + " " + ex.caption + "\n"
         prompt = shots + format_prompt(cap.prompt, tuple(names))
-        requests.append(Request(i, tuple(names), prompt, derive_seed("caption", seed, i)))
-    return requests
+        return Request(i, tuple(names), prompt, derive_seed("caption", seed, i))
+
+
+def build_requests(spec: JobSpec) -> list[Request]:
+    """Every caption request of the job, in index order (small jobs and tests; workers use RequestPlan)."""
+    plan = RequestPlan(spec)
+    return [plan[i] for i in range(len(plan))]

@@ -1,7 +1,8 @@
 """Entry point of a synth2 job, for `ray job submit` and for a local run.
 
     ray job submit --working-dir . -- python pipeline/run.py --spec configs/demo.yaml
-    python pipeline/run.py --spec configs/demo.yaml        # starts a local Ray
+    RAY_ADDRESS=HOST:6379 python pipeline/run.py --spec ... # joins that cluster
+    python pipeline/run.py --spec configs/demo.yaml        # joins a running `ray start`, else starts a local Ray
     synth2 run --spec configs/demo.yaml                    # the same thing
 """
 
@@ -20,21 +21,44 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 log = logging.getLogger("synth2.run")
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to the cluster this job was submitted to (RAY_ADDRESS), or start a local Ray on loopback."""
+def find_cluster(address: str | None = None) -> str | None:
+    """The Ray cluster to join: `address`, else RAY_ADDRESS, else the one a `ray start` on this
+    machine recorded (its default temp dir); None when there is none."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        return address
+    from ray._private.services import find_bootstrap_address  # what `ray.init()` itself consults
+
+    return find_bootstrap_address(None)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, local: bool = False) -> str:
+    """Join the cluster this job was submitted to, or a running `ray start` (RAY_ADDRESS or the
+    machine's current cluster), or else start a local Ray with every server on loopback. Returns
+    "cluster", "local", or "running" (this process had joined one already). `local`, or a
+    `num_cpus` without an address (the size of a Ray of one's own: the service's job processes,
+    tests), starts a fresh local Ray; on a cluster, CPUs are the cluster's business."""
     import ray
 
     if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        # A single-machine Ray: keep every Ray server on loopback. Without this Ray swaps
-        # 127.0.0.1 for the machine's routable address and its servers listen on every interface.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus or os.cpu_count(),
-                 log_to_driver=True, configure_logging=False)
+        return "running"
+    own = local or (num_cpus is not None and not (address or os.environ.get("RAY_ADDRESS")))
+    found = None if own else find_cluster(address)
+    if found:
+        try:
+            ray.init(address=found, log_to_driver=True, configure_logging=False)
+            log.info("joined the Ray cluster at %s (%s)", found, ray.cluster_resources())
+            return "cluster"
+        except ConnectionError as e:
+            if address or os.environ.get("RAY_ADDRESS"):
+                raise RuntimeError(f"cannot reach the Ray cluster at {found}: {e}") from e
+            log.warning("the last `ray start` cluster (%s) is gone (%s); starting a local Ray", found, e)
+    # A single-machine Ray: keep every Ray server on loopback. Without this Ray swaps
+    # 127.0.0.1 for the machine's routable address and its servers listen on every interface.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+             num_cpus=num_cpus or os.cpu_count(), log_to_driver=True, configure_logging=False)
+    return "local"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,22 +112,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_spec(spec, *, force: bool = False, local: bool = False, num_cpus: int | None = None) -> dict:
     """Run (or resume) a parsed job spec on Ray (or in this process with `local`); returns its stats."""
-    from pipeline.runner import LocalExecutor, run_job
+    from pipeline.runner import LocalExecutor, RayExecutor, run_job
 
-    if spec.kind == "consumer":  # consumers/registry.py, in this process (no Ray)
-        from consumers.registry import run_consumer
-        from pipeline.spec import spec_hash
-
-        return run_consumer(spec.consumer.name, spec.consumer.params, spec.output.dir, spec_hash=spec_hash(spec),
-                            force=force)
-    if local or spec.kind == "clrs":  # CLRS samplers are cheap NumPy: no Ray needed
-        executor = LocalExecutor()
-    else:
-        from pipeline.runner import RayExecutor
-
-        init_ray(num_cpus=num_cpus)
-        executor = RayExecutor()
-    return run_job(spec, force=force, executor=executor)
+    if local or spec.kind in ("clrs", "consumer"):  # CLRS samplers are cheap NumPy, consumers run here: no Ray
+        return run_job(spec, force=force, executor=LocalExecutor())
+    init_ray(num_cpus=num_cpus)
+    return run_job(spec, force=force, executor=RayExecutor())
 
 
 if __name__ == "__main__":

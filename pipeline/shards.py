@@ -158,14 +158,8 @@ class ShardWriter:
     def _flush(self) -> ShardInfo | None:
         if not self._buffer:
             return None
-        name = f"{self.name}-{len(self.manifest.shards):06d}.tar"
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for sample in self._buffer:
-                _add_sample(tar, sample)
-        data = raw.getvalue()
-        self.store.write_bytes(data, name)
-        info = ShardInfo(name, len(self._buffer), len(data), hashlib.sha256(data).hexdigest(), self.manifest.samples)
+        info = write_shard(self.store, shard_name(self.name, len(self.manifest.shards)), self._buffer,
+                           self.manifest.samples)
         self.manifest.shards.append(info)
         self.store.write_json(self.manifest.to_dict(), MANIFEST)
         self._buffer = []
@@ -177,6 +171,27 @@ class ShardWriter:
         self.manifest.complete = complete
         self.store.write_json(self.manifest.to_dict(), MANIFEST)
         return self.manifest
+
+
+def shard_name(name: str, k: int) -> str:
+    return f"{name}-{k:06d}.tar"
+
+
+def tar_bytes(samples: Iterable[dict]) -> bytes:
+    """Samples as one tar (USTAR, mtime 0): the same samples always give the same bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for sample in samples:
+            _add_sample(tar, sample)
+    return raw.getvalue()
+
+
+def write_shard(store: Store, name: str, samples: list[dict], first_index: int) -> ShardInfo:
+    """Write one whole shard (temporary name, then rename) and describe it for the manifest.
+    Workers call this; the driver only commits the returned ShardInfo."""
+    data = tar_bytes(samples)
+    store.write_bytes(data, name)
+    return ShardInfo(name, len(samples), len(data), hashlib.sha256(data).hexdigest(), first_index)
 
 
 def _add_sample(tar: tarfile.TarFile, sample: dict) -> None:

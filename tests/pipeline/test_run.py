@@ -94,9 +94,9 @@ def test_end_to_end_on_local_ray(tiny_world, tmp_path, ray_local):
     local = run_job(world_spec(world, tmp_path / "local"), executor=LocalExecutor())
     assert local["samples"] == stats["samples"]
     assert _keys(tmp_path / "local") == _keys(out)
-    a = [s["emb.npy"] for s in iter_samples(out)]
-    b = [s["emb.npy"] for s in iter_samples(tmp_path / "local")]
-    assert all(np.allclose(x.astype(np.float32), y.astype(np.float32), atol=2e-2) for x, y in zip(a, b))
+    # ... byte for byte: model batches sit at fixed index boundaries, whatever the executor
+    assert [(s.name, s.sha256) for s in Manifest.load(tmp_path / "local").shards] == [(s.name, s.sha256)
+                                                                                     for s in m.shards]
 
 
 def test_rerun_skips_everything_and_changed_spec_is_refused(tiny_world, tmp_path):

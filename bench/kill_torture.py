@@ -1,0 +1,156 @@
+"""kill -9 torture: a Ray job's driver killed at random moments in every phase, then resumed; the
+result must be exactly the uninterrupted run's.
+
+    python bench/kill_torture.py --world world-tiny [--kills 20]
+
+1. one uninterrupted run (`pipeline/run.py`, local Ray) gives the reference shards;
+2. the same spec in another directory is started, and its driver SIGKILLed `--kills` times:
+   kill k aims at phase caption / select / synthesize in turn (waiting until progress.json shows
+   that phase running, then a random 0-3 s more); after each kill every process of that run (its
+   local Ray too) is killed, as when a node dies;
+3. a last run finishes the job. Compared with the reference: samples lost, samples duplicated,
+   shards whose sha256 differs. Writes bench/results/kill_torture.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.shards import Manifest, iter_samples, sha256_file  # noqa: E402
+from serve.runner import kill_marked  # noqa: E402
+
+PHASES = ("caption", "select", "synthesize")
+
+
+def spec_for(world: Path, out: Path, per_concept: int) -> dict:
+    d = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    d["name"] = "torture"
+    d["captions"].update(model=str(world / "lm"), per_concept=per_concept, batch_size=32)
+    d["synthesis"].update(prior=str(world / "prior"), encoder={"name": f"local-dir:{world / 'clip'}"}, steps=8,
+                          batch_size=16)
+    d["scoring"]["balance"] = {"method": "cap", "cap": 60}
+    d["output"].update(dir=str(out), shard_size=25, name="tt")
+    d["resources"] = {"caption": {"num_cpus": 0.75, "concurrency": 2}, "score": {"num_cpus": 0.5, "concurrency": 1},
+                      "synthesize": {"num_cpus": 1, "concurrency": 2}}
+    return d
+
+
+def start(spec_file: Path, marker: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "SYNTH2_CHUNK_TARGET": "128", "SYNTH2_TORTURE": marker}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen([sys.executable, str(ROOT / "pipeline" / "run.py"), "--spec", str(spec_file)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def phase_now(out: Path) -> str | None:
+    try:
+        stages = json.loads((out / "progress.json").read_text())["stages"]
+    except (OSError, ValueError, KeyError):
+        return None
+    running = [p for p in PHASES if stages.get(p, {}).get("status") == "RUNNING"]
+    return running[-1] if running else None
+
+
+def shards(out: Path) -> dict[str, str]:
+    m = Manifest.load(out)
+    return {s.name: s.sha256 for s in m.shards} if m else {}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", default="world-tiny")
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--per-concept", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "kill_torture.json"))
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    world = Path(args.world).resolve()
+    tmp = Path(tempfile.mkdtemp(prefix="synth2-torture-"))
+    ref_dir, job_dir = tmp / "reference", tmp / "tortured"
+    for d in (ref_dir, job_dir):
+        (tmp / f"{d.name}.yaml").write_text(yaml.safe_dump(spec_for(world, d, args.per_concept)))
+
+    t = time.perf_counter()
+    marker = secrets.token_hex(6)
+    ref = start(tmp / "reference.yaml", marker)
+    ref.wait()
+    kill_marked(f"SYNTH2_TORTURE={marker}")
+    ref_seconds = time.perf_counter() - t
+    assert ref.returncode == 0, "the reference run failed"
+    reference = shards(ref_dir)
+
+    kills = []
+    t0 = time.perf_counter()
+    for k in range(args.kills):
+        target = PHASES[min(len(PHASES) - 1, k * len(PHASES) // args.kills)]
+        marker = secrets.token_hex(6)
+        proc = start(tmp / "tortured.yaml", marker)
+        t = time.perf_counter()
+        seen = None
+        while proc.poll() is None and time.perf_counter() - t < 600:
+            seen = phase_now(job_dir)
+            if seen is not None and PHASES.index(seen) >= PHASES.index(target):
+                time.sleep(rng.uniform(0, 3.0 if target != "select" else 0.5))
+                break
+            time.sleep(0.1)
+        at = phase_now(job_dir)
+        finished = proc.poll() is not None
+        if not finished:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kill_marked(f"SYNTH2_TORTURE={marker}")
+        kills.append({"kill": k, "aimed_at": target, "phase_at_kill": at, "after_s": round(time.perf_counter() - t, 1),
+                      "job_had_finished": finished, "shards_listed": len(shards(job_dir))})
+        print(json.dumps(kills[-1]), flush=True)
+        if finished:
+            break
+    marker = secrets.token_hex(6)
+    last = start(tmp / "tortured.yaml", marker)
+    last.wait()
+    kill_marked(f"SYNTH2_TORTURE={marker}")
+    torture_seconds = time.perf_counter() - t0
+
+    got = shards(job_dir)
+    ref_keys = [s["__key__"] for s in iter_samples(ref_dir)]
+    keys = [s["__key__"] for s in iter_samples(job_dir)]
+    dup = sum(c - 1 for c in Counter(keys).values() if c > 1)
+    result = {
+        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "spec": {"requests": args.per_concept * 48, "shard_size": 25, "chunk_rows": 128},
+        "reference_seconds": round(ref_seconds, 1), "torture_seconds": round(torture_seconds, 1),
+        "kills": len([x for x in kills if not x["job_had_finished"]]),
+        "kills_by_phase": dict(Counter(x["phase_at_kill"] for x in kills if not x["job_had_finished"])),
+        "final_returncode": last.returncode,
+        "samples_reference": len(ref_keys), "samples": len(keys),
+        "lost": len(set(ref_keys) - set(keys)), "duplicated": dup, "extra": len(set(keys) - set(ref_keys)),
+        "shards_reference": len(reference), "shards": len(got),
+        "shards_sha256_differ": sorted(n for n in reference if got.get(n) != reference[n]),
+        "shards_on_disk_match_manifest": all(sha256_file(job_dir / n) == h for n, h in got.items()),
+        "kill_log": kills,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "kill_log"}, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The selection step of a synthesize job: job-wide dedup and balancing over the caption chunks,
+written back per chunk (`stages/selection-K.npz`: kept index, matched concepts, nearest cosine).
+
+The algorithms are `pipeline/dedup.py`'s: `select_local` in one process for the local executor,
+`select_ray` (map_batches + group-bys, nothing collected in the driver beyond small tables) under
+Ray. Both give the same kept set. Returns {"kept": kept rows per chunk, "stats": counts}.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from pipeline.job import JobContext
+from pipeline.prompts import RequestPlan
+from pipeline.spec import parse_spec
+from pipeline.storage import Store
+from pipeline.tasks import caption_chunk_name, npz_bytes, selection_chunk_name
+
+
+def select(ctx: JobContext, n_chunks: int) -> dict:
+    if not _dedup_available():
+        return ctx.executor.call(_select_fallback, ctx.store.url, ctx.spec.model_dump(mode="json"), n_chunks,
+                                 ctx.layout["chunk_rows"])
+    if getattr(ctx.executor, "distributed", False):
+        return _select_ray(ctx, n_chunks)
+    return _select_local(ctx, n_chunks)
+
+
+def load_chunk(store: Store, plan: RequestPlan, k: int) -> dict[str, np.ndarray]:
+    """Caption chunk K with the `prompt_concepts` (JSON) of its requests, as selection reads it."""
+    c = store.load_npz(caption_chunk_name(k))
+    c["prompt_concepts"] = np.array([json.dumps(list(plan[int(i)].concepts)) for i in c["index"]], dtype=object)
+    c["caption"] = c["caption"].astype(object)
+    c["drop"] = c["drop"].astype(object)
+    return c
+
+
+def write_chunk_selection(store: Store, k: int, index: np.ndarray, matched: np.ndarray, nearest: np.ndarray) -> int:
+    order = np.argsort(index, kind="stable")
+    store.write_bytes(npz_bytes(index=np.asarray(index, dtype=np.int64)[order],
+                                matched=np.asarray(matched, dtype=str)[order] if len(order) else np.array([], dtype=str),
+                                nearest=np.asarray(nearest, dtype=np.float32)[order]), selection_chunk_name(k))
+    return len(order)
+
+
+def _select_local(ctx: JobContext, n_chunks: int) -> dict:
+    from pipeline.dedup import SelectionConfig, select_local
+
+    store, plan, rows = ctx.store, RequestPlan(ctx.spec), ctx.layout["chunk_rows"]
+    parts = [load_chunk(store, plan, k) for k in range(n_chunks)]
+    keys = ("index", "caption", "drop", "text_emb", "prompt_concepts")
+    cap = {key: np.concatenate([p[key] for p in parts]) for key in keys} if parts else {
+        "index": np.zeros(0, np.int64), "caption": np.array([], dtype=object), "drop": np.array([], dtype=object),
+        "text_emb": np.zeros((0, 1), np.float16), "prompt_concepts": np.array([], dtype=object)}
+    sel = select_local(cap, SelectionConfig.from_spec(ctx.spec))
+    chunk_of = np.asarray(sel.keep, dtype=np.int64) // rows
+    kept = []
+    for k in range(n_chunks):
+        m = chunk_of == k
+        kept.append(write_chunk_selection(store, k, np.asarray(sel.keep)[m], np.asarray(sel.matched)[m],
+                                          np.asarray(sel.nearest)[m]))
+    store.save_npz("stages/selection.npz", **sel.to_npz_dict(), stats=np.array(json.dumps(sel.stats)))
+    return {"kept": kept, "stats": sel.stats}
+
+
+class _LoadChunks:
+    """Ray Data stage: a chunk id in, the chunk's caption rows (with prompt_concepts) out."""
+
+    def __init__(self, spec: dict, store: str) -> None:
+        self.store, self.plan = Store(store), RequestPlan(parse_spec(spec))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return load_chunk(self.store, self.plan, int(batch["chunk"][0]))
+
+
+class _WriteChunkSelections:
+    """Ray Data group stage: one chunk's kept rows in, `stages/selection-K.npz` written, its size out."""
+
+    def __init__(self, store: str, rows: int) -> None:
+        self.store, self.rows = Store(store), rows
+
+    def __call__(self, group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        k = int(group["index"][0]) // self.rows
+        n = write_chunk_selection(self.store, k, group["index"], group["matched"], group["nearest"])
+        return {"chunk": np.array([k]), "kept": np.array([n])}
+
+
+def _select_ray(ctx: JobContext, n_chunks: int) -> dict:
+    import ray
+
+    from pipeline.dedup import SelectionConfig, select_ray
+
+    store, rows = ctx.store, ctx.layout["chunk_rows"]
+    spec_json = ctx.spec.model_dump(mode="json")
+    ds = ray.data.from_items([{"chunk": k} for k in range(n_chunks)], override_num_blocks=max(1, n_chunks))
+    ds = ds.map_batches(_LoadChunks, fn_constructor_kwargs={"spec": spec_json, "store": store.url}, batch_size=1,
+                        compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
+    kept_ds, stats = select_ray(ds, SelectionConfig.from_spec(ctx.spec))
+    kept_ds = kept_ds.map_batches(lambda b: b | {"chunk": np.asarray(b["index"], dtype=np.int64) // rows},
+                                  batch_format="numpy")
+    written = kept_ds.groupby("chunk").map_groups(_WriteChunkSelections, fn_constructor_kwargs={
+        "store": store.url, "rows": rows}, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1))
+    kept = [0] * n_chunks
+    for r in written.iter_rows():  # one small row per chunk
+        kept[int(r["chunk"])] = int(r["kept"])
+    for k in range(n_chunks):
+        if kept[k] == 0:
+            write_chunk_selection(store, k, np.zeros(0, np.int64), np.array([], dtype=str), np.zeros(0, np.float32))
+    ctx.executor.call(_merge_selection, store.url, n_chunks, json.dumps(stats))
+    return {"kept": kept, "stats": stats}
+
+
+def _merge_selection(url: str, n_chunks: int, stats: str) -> None:
+    """`stages/selection.npz` ({keep, matched, nearest, stats}: the whole job's selection in one
+    file, for analyses), assembled on a worker from the per-chunk files."""
+    store = Store(url)
+    parts = [store.load_npz(selection_chunk_name(k)) for k in range(n_chunks)]
+    cat = {key: np.concatenate([p[key] for p in parts]) for key in ("index", "matched", "nearest")}
+    store.save_npz("stages/selection.npz", keep=cat["index"], matched=cat["matched"], nearest=cat["nearest"],
+                   stats=np.array(stats))
+
+
+def _dedup_available() -> bool:
+    try:
+        import pipeline.dedup  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def exact_select(cap: dict[str, np.ndarray], spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The exact greedy reference (pipeline.selection.dedup + balance) over a whole job in one process:
+    (keep indices, matched JSON, nearest, stats)."""
+    from collections import Counter
+
+    from pipeline.selection import balance, dedup, match_concepts
+
+    valid = cap["drop"] == ""
+    drops = Counter(str(d) for d in cap["drop"] if d)
+    v_idx = np.nonzero(valid)[0]
+    keep_d, nearest, dup_reasons = dedup([str(t) for t in cap["caption"][v_idx]], cap["text_emb"][v_idx],
+                                         spec.scoring.near_dup_threshold, spec.scoring.exact_dedup)
+    bank = spec.concepts.items
+    matched = [match_concepts(str(cap["caption"][i]), bank) for i in v_idx]
+    d_idx = v_idx[keep_d]
+    d_concepts = [matched[j] or json.loads(cap["prompt_concepts"][i]) for j, i in zip(np.nonzero(keep_d)[0], d_idx)]
+    b = spec.scoring.balance
+    keep_b = balance(d_concepts, [int(cap["index"][i]) for i in d_idx], b.method, b.cap, b.target,
+                     spec.captions.sampling.seed)
+    final = d_idx[keep_b]
+    count = lambda rows: dict(Counter(c for cs in rows for c in set(cs)))  # noqa: E731
+    stats = {"requested": int(len(cap["index"])), "dropped": dict(drops), "valid": int(valid.sum()),
+             "duplicates_removed": dict(dup_reasons), "after_dedup": int(len(d_idx)),
+             "after_balance": int(len(final)), "balance_method": b.method,
+             "concept_counts_before_balance": count(d_concepts),
+             "concept_counts_after_balance": count([c for c, k in zip(d_concepts, keep_b) if k])}
+    kept = np.nonzero(keep_d)[0][keep_b]
+    return (cap["index"][final].astype(np.int64), np.array([json.dumps(matched[j]) for j in kept], dtype=str),
+            nearest[kept].astype(np.float32), stats)
+
+
+def _select_fallback(url: str, spec_json: dict, n_chunks: int, rows: int) -> dict:
+    """Until pipeline.dedup is there: the exact reference, on one worker."""
+    spec = parse_spec(spec_json)
+    store, plan = Store(url), RequestPlan(spec)
+    parts = [load_chunk(store, plan, k) for k in range(n_chunks)]
+    cap = {key: np.concatenate([p[key] for p in parts]) for key in ("index", "caption", "drop", "text_emb",
+                                                                    "prompt_concepts")}
+    keep, matched, nearest, stats = exact_select(cap, spec)
+    chunk_of = keep // rows
+    kept = [write_chunk_selection(store, k, keep[chunk_of == k], matched[chunk_of == k], nearest[chunk_of == k])
+            for k in range(n_chunks)]
+    store.save_npz("stages/selection.npz", keep=keep, matched=matched, nearest=nearest,
+                   stats=np.array(json.dumps(stats)))
+    return {"kept": kept, "stats": stats}
