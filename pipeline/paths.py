@@ -32,4 +32,8 @@ def resolve_model_paths(spec: JobSpec) -> JobSpec:
         update["synthesis"] = syn
     if spec.input is not None:
         update["input"] = _encoder(spec.input)
+    if getattr(spec.scoring, "encoder", None) is not None:  # pkg: and hub ids pass through
+        enc = spec.scoring.encoder
+        update["scoring"] = spec.scoring.model_copy(update={"encoder": enc.model_copy(
+            update={"name": local_path(enc.name)})})
     return spec.model_copy(update=update)

@@ -23,7 +23,7 @@ from collections import Counter
 from pipeline.executors import Step
 from pipeline.job import JobContext, key_job_id, write_shards
 from pipeline.prompts import RequestPlan
-from pipeline.tasks import CaptionChunks, ScoreChunks, SynthesizeShards, caption_chunk_name
+from pipeline.tasks import CaptionChunks, ScoreChunks, SynthesizeShards, caption_chunk_name, cleaning_counts
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ def run(ctx: JobContext) -> dict:
     synth = Step(synth.stage, synth.cls, synth.kwargs | {"kept": sel["kept"]}, synth.num_cpus, synth.num_gpus,
                  synth.concurrency)
     manifest = write_shards(ctx, sum(sel["kept"]), synth, ("synthesize", "shard"))
-    stats = {**sel["stats"], "samples": manifest.samples, "shards": len(manifest.shards)}
+    cleaning = ctx.executor.call(cleaning_counts, ctx.store.url, n_chunks)
+    stats = {**sel["stats"], "cleaning": cleaning, "samples": manifest.samples, "shards": len(manifest.shards)}
     stats = ctx.finish(stats)
     stats["prior_alignment_mean"] = stats.get("metrics", {}).get("selected", {}).get("prior_alignment_mean")
     ctx.store.write_json(stats, "stats.json")

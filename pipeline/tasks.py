@@ -82,13 +82,16 @@ class CaptionChunks(_Task):
         lo, hi = k * self.chunk_rows, min((k + 1) * self.chunk_rows, len(self.plan))
         caps: list[str] = []
         drops: list[str] = []
+        flags: list[str] = []
         for a, b in batches(lo, hi, self.spec.captions.batch_size):
             reqs = [self.plan[i] for i in range(a, b)]
             out = self.stage({"index": np.arange(a, b), "prompt": np.array([r.prompt for r in reqs], dtype=object),
-                              "seed": np.array([r.seed for r in reqs])})
+                              "seed": np.array([r.seed for r in reqs]),
+                              "concepts": np.array([json.dumps(list(r.concepts)) for r in reqs], dtype=object)})
             caps += [str(c) for c in out["caption"]]
             drops += [str(d) for d in out["drop"]]
-        return _out(chunk=k, captions=json.dumps({"caption": caps, "drop": drops}))
+            flags += [str(f) for f in out.get("flags", [""] * (b - a))]
+        return _out(chunk=k, captions=json.dumps({"caption": caps, "drop": drops, "flags": flags}))
 
 
 class ScoreChunks(_Task):
@@ -102,17 +105,20 @@ class ScoreChunks(_Task):
         super().__init__(spec, threads, num_gpus, "score")
         self.n = len(RequestPlan(self.spec))
         self.chunk_rows, self.store = chunk_rows, Store(store)
+        scoring = self.spec.scoring.encoder
         self.stage = ScoreStage(self.spec.synthesis.encoder.model_dump(mode="json"), threads=threads,
-                                device=self.device)
+                                device=self.device, text_encoder=scoring.model_dump(mode="json") if scoring else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         k = _one(batch, "chunk")
         got = json.loads(str(batch["captions"][0]))
         lo, hi = k * self.chunk_rows, min((k + 1) * self.chunk_rows, self.n)
         caption, drop = np.array(got["caption"]), np.array(got["drop"])
+        flags = np.array(got.get("flags", [""] * len(caption)))
         embs = [self.stage({"caption": caption[a - lo:b - lo]})["text_emb"]
                 for a, b in batches(lo, hi, self.spec.captions.batch_size)]
-        data = npz_bytes(index=np.arange(lo, hi), caption=caption, drop=drop, text_emb=np.concatenate(embs))
+        data = npz_bytes(index=np.arange(lo, hi), caption=caption, drop=drop, text_emb=np.concatenate(embs),
+                         flags=flags)
         name = caption_chunk_name(k)
         self.store.write_bytes(data, name)
         drops = Counter(str(d) for d in drop if d)
@@ -213,3 +219,14 @@ class SynthesizeShards(_Task):
                 samples.append(make_sample(sample_key(self.key_id, i), r["caption"][j], out["emb"][j], meta, png=png))
         info = write_shard(self.store, shard_name(self.spec.output.name, s), samples, lo)
         return _out(shard=s, info=json.dumps(vars(info)), alignment_sum=align)
+
+
+def cleaning_counts(url: str, n_chunks: int) -> dict[str, int]:
+    """{flag: count} of the caption cleaning over every chunk of a job (a chunk without flags counts nothing)."""
+    from generators.cleaning import count_flags
+
+    store, total = Store(url), Counter()
+    for k in range(n_chunks):
+        c = store.load_npz(caption_chunk_name(k))
+        total.update(count_flags([str(f) for f in c.get("flags", [])]))
+    return dict(total)
