@@ -163,6 +163,7 @@ cluster.shutdown()
 '''
 
 
+@pytest.mark.slow  # about 60 s on 2 idle cores (300 s when busy); the default suite compares Ray and --local bytes
 def test_local_one_ray_node_and_two_ray_nodes_write_identical_bytes(tiny_world, tmp_path, ray_local):
     from pipeline.runner import RayExecutor, run_job
 
