@@ -131,7 +131,7 @@ def _summarise(params, runs: list[dict], variants: tuple, gamma: float) -> dict:
     s["steps_to_target"] = {v: _stats([r["steps_to_target"] for r in rs]) for v, rs in by.items()}
     s["final_eval"] = {v: _stats([r["final_eval"] for r in rs]) for v, rs in by.items()}
     s["train_return_last20pct"] = {v: _stats([r["train_return_last20pct"] for r in rs]) for v, rs in by.items()}
-    if len(variants) == 2:
+    if len(variants) == 2 and (params.target_return is not None or params.env == "cartpole"):
         s["ratio_steps"] = _ratio(s["steps_to_target"]["without"], s["steps_to_target"]["with"])
         # a run that never reached the target counts as the whole budget: a lower bound on its steps
         cens = {v: float(np.mean([r["steps_to_target"] or params.steps for r in rs])) for v, rs in by.items()}
