@@ -74,8 +74,9 @@ class Policy:
                 return f"{field}: not a valid shard pattern (got {value!r})"
             if len(paths) > 10_000:
                 return f"{field}: a pattern may name at most 10000 files (got {value!r})"
-            paths = [_glob_free(p) or "/" for p in paths]
-            paths = [os.path.realpath(p if p.endswith("/") else os.path.dirname(p) or "/") for p in paths]
+            # each named file itself (a link to outside is refused); for a glob, the directory it lies in
+            paths = [os.path.realpath(p) if _glob_free(p) == p else
+                     os.path.realpath(os.path.dirname(_glob_free(p)) or "/") for p in paths]
         else:
             paths = [os.path.realpath(full)]
         if all(any(_inside(p, r) for r in local_roots) for p in paths):

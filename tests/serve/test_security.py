@@ -131,6 +131,7 @@ def test_caption_endpoints_only_on_allowed_hosts(env):
     assert not env["other"].seen
 
 
+@pytest.mark.slow  # a real job (its own Ray) up to the caption stage: about 2 minutes on 2 busy cores
 def test_the_one_allowed_secret_reaches_the_listener_and_nothing_else_does(env):
     """An allowed host and an allowed secret name: the listener gets that secret only; the job's process has a
     scrubbed environment; the upstream's error body never reaches the job's error (readable by every key)."""
