@@ -37,6 +37,10 @@ class ClipConfig:
     steps: int = 600
     batch_size: int = 256
     lr: float = 2e-3
+    # Hard negatives (NegCLIP, Yuksekgonul et al. 2023): each image also scores its own caption with the
+    # shape word swapped for every other shape. In-batch negatives almost always differ in colour,
+    # position or size too, so they teach shape slowly; these differ in shape only.
+    shape_negatives: bool = False
 
 
 def model_cfg(cfg: ClipConfig, vocab_size: int, eos_id: int, pad_id: int) -> dict:
@@ -57,9 +61,24 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+def shape_swapped(scene) -> list[list[str]]:
+    """Per phrasing of `scene`'s captions, the same phrasing with the (first) object's shape swapped for
+    each other shape: the hard negatives of `ClipConfig.shape_negatives`."""
+    from dataclasses import replace
+
+    from generators.world.annotate import captions
+    from generators.world.concepts import SHAPES
+
+    first = scene.objects[0]
+    swaps = [captions(replace(scene, objects=(replace(first, shape=sh),) + scene.objects[1:]))
+             for sh in SHAPES if sh != first.shape]
+    return [[sw[p] for sw in swaps] for p in range(len(swaps[0]))]
+
+
 def train_clip(out: Path, images: np.ndarray, captions: list[list[str]], tokenizer_dir: Path,
-               cfg: ClipConfig, seed: int = 0) -> dict:
-    """Contrastive training on (image, one of its phrasings); saves the hub-style folder to `out`."""
+               cfg: ClipConfig, seed: int = 0, negatives: list[list[list[str]]] | None = None) -> dict:
+    """Contrastive training on (image, one of its phrasings); saves the hub-style folder to `out`.
+    `negatives` (with `cfg.shape_negatives`): per image, per phrasing, its hard-negative captions."""
     import open_clip
     from transformers import PreTrainedTokenizerFast
 
@@ -71,6 +90,14 @@ def train_clip(out: Path, images: np.ndarray, captions: list[list[str]], tokeniz
     flat = [c[i % len(c)] for c in captions for i in range(n_phr)]
     ids = tok(flat, padding="max_length", truncation=True, max_length=cfg.context_length,
               return_tensors="pt").input_ids.view(len(captions), n_phr, cfg.context_length)
+    neg_ids = None
+    if cfg.shape_negatives:
+        if negatives is None or len(negatives) != len(captions):
+            raise ValueError("shape_negatives needs one list of hard-negative captions per image")
+        k = len(negatives[0][0])
+        flat_neg = [t for ng in negatives for i in range(n_phr) for t in ng[i % len(ng)]]
+        neg_ids = tok(flat_neg, padding="max_length", truncation=True, max_length=cfg.context_length,
+                      return_tensors="pt").input_ids.view(len(captions), n_phr, k, cfg.context_length)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
@@ -82,12 +109,21 @@ def train_clip(out: Path, images: np.ndarray, captions: list[list[str]], tokeniz
         img = _to_tensor(images[idx.numpy()])
         txt = ids[idx, phr]
         imf = F.normalize(model.encode_image(img), dim=-1)
-        txf = F.normalize(model.encode_text(txt), dim=-1)
-        logits = model.logit_scale.exp().clamp(max=100) * imf @ txf.T
+        scale = model.logit_scale.exp().clamp(max=100)
+        if neg_ids is None:
+            txf = F.normalize(model.encode_text(txt), dim=-1)
+            i2t = logits = scale * imf @ txf.T
+        else:  # one text-tower pass over the batch's captions and their hard negatives
+            neg = neg_ids[idx, phr]
+            both = F.normalize(model.encode_text(torch.cat([txt, neg.flatten(0, 1)])), dim=-1)
+            txf, negf = both[:len(txt)], both[len(txt):].view(len(txt), neg.shape[1], -1)
+            logits = scale * imf @ txf.T
+            i2t = torch.cat([logits, scale * torch.einsum("bd,bkd->bk", imf, negf)], 1)
         # Captions that are the same text are not negatives of each other.
         same = (txt[:, None, :] == txt[None, :, :]).all(-1)
         target = same.float() / same.sum(1, keepdim=True)
-        loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean()
+        i2t_target = F.pad(target, (0, i2t.shape[1] - target.shape[1]))
+        loss = 0.5 * (torch.sum(-i2t_target * i2t.log_softmax(1), 1).mean()
                       + torch.sum(-target * logits.T.log_softmax(1), 1).mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()

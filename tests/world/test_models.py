@@ -139,3 +139,35 @@ def test_build_refuses_a_file_as_output(tmp_path):
         build_world(f, size="tiny")
     with pytest.raises(ValueError, match="unknown world size"):
         build_world(tmp_path / "w", size="huge")
+
+
+def test_shape_negatives_swap_only_the_shape():
+    from generators.world.annotate import captions, parse
+    from generators.world.clip import shape_swapped
+    from generators.world.concepts import SHAPES, Obj, Scene
+
+    for scene in (Scene("single", (Obj("red", "star", "small"),), position="top left"),
+                  Scene("count", (Obj("blue", "circle", "large"),), count=3),
+                  Scene("relation", (Obj("green", "square"), Obj("pink", "hexagon")), relation="above")):
+        negs = shape_swapped(scene)
+        assert len(negs) == len(captions(scene))  # one list per phrasing, in phrasing order
+        for phrasing in negs:
+            parsed = [parse(t) for t in phrasing]
+            assert sorted(p.objects[0].shape for p in parsed) == sorted(set(SHAPES) - {scene.objects[0].shape})
+            for p in parsed:  # everything else as stated by the positive caption
+                assert p.objects[0].colour == scene.objects[0].colour and p.objects[1:] == scene.objects[1:]
+                assert (p.kind, p.position, p.count, p.relation) == (scene.kind, scene.position, scene.count,
+                                                                     scene.relation)
+
+
+def test_shape_negatives_need_one_list_per_image(tmp_path, tiny_world):
+    import numpy as np
+    import pytest
+
+    from generators.world.clip import ClipConfig, train_clip
+
+    cfg = ClipConfig(image_size=32, vision_width=8, text_width=32, embed_dim=16, steps=1, batch_size=4,
+                     shape_negatives=True)
+    with pytest.raises(ValueError, match="one list of hard-negative captions per image"):
+        train_clip(tmp_path / "c", np.zeros((4, 32, 32, 3), np.uint8), [["a red star"]] * 4,
+                   tiny_world[0] / "_work" / "clip-tokenizer", cfg, negatives=None)
