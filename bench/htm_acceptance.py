@@ -32,15 +32,13 @@ KINDS = ("htm", "full", "lstm")
 TASKS = ("passive_visual_match", "one_shot_naming")
 
 
-def accuracy(args, work: Path) -> dict:
-    import numpy as np
-
+def accuracy(args, work: Path) -> None:
+    """Train and evaluate every (task, seed); each run's results go to runs/<task>-seed<N>.json as it ends."""
     from consumers.htm.job import HTMParams
     from consumers.htm.train import default_world, run
 
     world = Path(args.world) if args.world else default_world(work)
     data, test = str(world / "data" / "train"), str(world / "data" / "test")
-    runs, t0 = {}, time.time()
     for task in args.tasks:
         for seed in args.seeds:
             p = HTMParams(task=task, data=data, eval_data=test, length=args.length, eval_multiples=[1, 4, 10],
@@ -50,28 +48,36 @@ def accuracy(args, work: Path) -> dict:
             t = time.time()
             r = run(p, work / f"{task}-seed{seed}")
             r["wall_seconds"] = round(time.time() - t, 1)
-            runs[f"{task}-seed{seed}"] = r
+            r["budget"] = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "length", "chunk", "k",
+                                                         "d_model", "heads", "layers", "episodes")}
             (OUT / "runs").mkdir(parents=True, exist_ok=True)
             (OUT / "runs" / f"{task}-seed{seed}.json").write_text(json.dumps(r, indent=1))
             print(f"{task} seed {seed} ({r['wall_seconds']} s): " + "; ".join(
                 f"{k} " + " ".join(f"{e['accuracy']:.3f}" for e in m["eval"]) for k, m in r["models"].items()),
                 flush=True)
+
+
+def summary() -> dict:
+    """Mean ± std over the seeds of every run in runs/."""
+    import numpy as np
+
+    runs = {f.stem: json.loads(f.read_text()) for f in sorted((OUT / "runs").glob("*.json"))}
     table = {}
-    for task in args.tasks:
+    for task in TASKS:
+        mine = [r for r in runs.values() if r["task"] == task]
+        if not mine:
+            continue
         rows = {}
         for kind in KINDS:
-            accs = np.array([[e["accuracy"] for e in runs[f"{task}-seed{s}"]["models"][kind]["eval"]] for s in args.seeds])
-            rows[kind] = {"multiples": [1, 4, 10], "mean": accs.mean(0).round(4).tolist(), "std": accs.std(0).round(4).tolist(),
-                          "per_seed": accs.round(4).tolist(),
-                          "parameters": runs[f"{task}-seed{args.seeds[0]}"]["models"][kind]["parameters"],
-                          "train_seconds": [runs[f"{task}-seed{s}"]["models"][kind]["train_seconds"] for s in args.seeds]}
-        first = runs[f"{task}-seed{args.seeds[0]}"]
-        table[task] = {"train_length": first["train_length"], "lengths": first["lengths"], "chance": first["chance"],
-                       "models": rows}
-    budget = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "length", "chunk", "k", "d_model", "heads",
-                                            "layers", "episodes")}
-    return {"tasks": table, "seeds": args.seeds, "budget": budget, "data": data, "eval_data": test,
-            "seconds": round(time.time() - t0, 1), "goal": "HTM >= 0.90 at 10x where the LSTM is near chance"}
+            accs = np.array([[e["accuracy"] for e in r["models"][kind]["eval"]] for r in mine])
+            rows[kind] = {"mean": accs.mean(0).round(4).tolist(), "std": accs.std(0).round(4).tolist(),
+                          "per_seed": accs.round(4).tolist(), "parameters": mine[0]["models"][kind]["parameters"],
+                          "train_seconds": [r["models"][kind]["train_seconds"] for r in mine]}
+        table[task] = {"train_length": mine[0]["train_length"], "lengths": mine[0]["lengths"], "multiples": [1, 4, 10],
+                       "chance": mine[0]["chance"], "seeds": [r["seed"] for r in mine], "models": rows,
+                       "budget": mine[0]["budget"], "wall_seconds": sum(r["wall_seconds"] for r in mine)}
+    return {"tasks": table, "data": next(iter(runs.values()))["data"], "eval_data": next(iter(runs.values()))["eval_data"],
+            "goal": "HTM >= 0.90 at 10x where the LSTM is near chance"}
 
 
 class PeakBytes:
@@ -183,7 +189,7 @@ def plot_accuracy(res: dict, path: Path) -> None:
         ax.axhline(t["chance"], color="grey", ls=":", label="chance")
         ax.axhline(0.9, color="green", ls="--", lw=0.7)
         ax.set(xscale="log", xlabel=f"episode length (trained at {t['train_length']})", ylabel="accuracy",
-               ylim=(0, 1.02), title=f"{task.replace('_', ' ')} ({len(res['seeds'])} seeds)")
+               ylim=(0, 1.02), title=f"{task.replace('_', ' ')} ({len(t['seeds'])} seeds)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -215,11 +221,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", help="A built world (default: build a tiny one in --work).")
     ap.add_argument("--work", default="/tmp/htm-acceptance", help="Model folders go here (not committed).")
-    ap.add_argument("--only", choices=["accuracy", "scaling"])
+    ap.add_argument("--only", choices=["accuracy", "scaling", "summary"])
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--length", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--chunk", type=int, default=8)
@@ -247,7 +253,9 @@ def main() -> None:
         (OUT / "scaling.json").write_text(json.dumps(res, indent=1))
         plot_scaling(res, OUT / "scaling.png")
     if args.only in (None, "accuracy"):
-        res = {**accuracy(args, work), **machine}
+        accuracy(args, work)
+    if args.only in (None, "accuracy", "summary"):
+        res = {**summary(), **machine}
         (OUT / "accuracy.json").write_text(json.dumps(res, indent=1))
         plot_accuracy(res, OUT / "accuracy.png")
         for task, t in res["tasks"].items():
