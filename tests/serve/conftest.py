@@ -74,9 +74,15 @@ class Service:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
+def roots_for(tmp_path_factory) -> str:
+    """Where the tests' worlds and models live: pytest's tmp, and a reused SYNTH2_TEST_WORLD."""
+    return ",".join([str(tmp_path_factory.getbasetemp())] + ([os.environ["SYNTH2_TEST_WORLD"]]
+                                                             if os.environ.get("SYNTH2_TEST_WORLD") else []))
+
+
 @pytest.fixture
 def service(tmp_path, tmp_path_factory):
-    svc = Service(tmp_path / "data", roots=str(tmp_path_factory.getbasetemp()))
+    svc = Service(tmp_path / "data", roots=roots_for(tmp_path_factory))
     svc.data_dir.mkdir()
     yield svc
     svc.stop()
