@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from pipeline.shards import Manifest, iter_samples
 from serve.client import ClientError, PullSummary, ServiceError, ShardError, Synth2Client
 from synth2.cli import _format_job, main
-from tests.serve.conftest import KEY, OTHER_KEY, Service, job_body, wait_for
+from tests.serve.conftest import KEY, OTHER_KEY, Service, job_body, roots_for, wait_for
 
 # ---------------------------------------------------------------- one real job for the module
 
@@ -26,7 +26,7 @@ def svc(tmp_path_factory, tiny_world):
     """A service with one tiny job submitted (through the client); the job is not waited for here."""
     world, _ = tiny_world
     root = tmp_path_factory.mktemp("client-svc")
-    s = Service(root / "data", roots=str(tmp_path_factory.getbasetemp()))
+    s = Service(root / "data", roots=roots_for(tmp_path_factory))
     s.data_dir.mkdir()
     s.start()
     with Synth2Client(s.url, KEY) as c:
