@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from pipeline.shards import Manifest, iter_samples
 from serve.client import ClientError, PullSummary, ServiceError, ShardError, Synth2Client
-from synth2.cli import _format_job, main
+from synth2.cli import main
+from synth2.cli_client import _format_job
 from tests.serve.conftest import KEY, OTHER_KEY, Service, job_body, roots_for, wait_for
 
 # ---------------------------------------------------------------- one real job for the module
