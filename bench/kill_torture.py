@@ -57,13 +57,18 @@ def start(spec_file: Path, marker: str) -> subprocess.Popen:
            "SYNTH2_CHUNK_TARGET": "128", "SYNTH2_TORTURE": marker}
     env.pop("RAY_ADDRESS", None)
     return subprocess.Popen([sys.executable, str(ROOT / "pipeline" / "run.py"), "--spec", str(spec_file)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            env=env, stdout=open(spec_file.with_suffix(f".{marker}.log"), "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # each run's log kept next to its spec
 
 
-def phase_now(out: Path) -> str | None:
+def phase_now(out: Path, since: float = 0.0) -> str | None:
+    """The latest phase running, as this run (progress written after `since`) reports it."""
     try:
-        stages = json.loads((out / "progress.json").read_text())["stages"]
+        progress = json.loads((out / "progress.json").read_text())
+        stages = progress["stages"]
     except (OSError, ValueError, KeyError):
+        return None
+    if progress.get("updated_at", 0) < since:  # the file of the run killed before
         return None
     running = [p for p in PHASES if stages.get(p, {}).get("status") == "RUNNING"]
     return running[-1] if running else None
@@ -104,15 +109,15 @@ def main() -> None:
         target = PHASES[min(len(PHASES) - 1, k * len(PHASES) // args.kills)]
         marker = secrets.token_hex(6)
         proc = start(tmp / "tortured.yaml", marker)
-        t = time.perf_counter()
+        t, wall = time.perf_counter(), time.time()
         seen = None
         while proc.poll() is None and time.perf_counter() - t < 600:
-            seen = phase_now(job_dir)
+            seen = phase_now(job_dir, wall)
             if seen is not None and PHASES.index(seen) >= PHASES.index(target):
                 time.sleep(rng.uniform(0, 3.0 if target != "select" else 0.5))
                 break
             time.sleep(0.1)
-        at = phase_now(job_dir)
+        at = phase_now(job_dir, wall)
         finished = proc.poll() is not None
         if not finished:
             os.kill(proc.pid, signal.SIGKILL)
