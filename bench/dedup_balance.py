@@ -17,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.dedup import balance  # noqa: E402
 from pipeline.prompts import derive_seed  # noqa: E402
-from pipeline.selection import balance  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -54,12 +54,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contracts.storage import Store  # noqa: E402
 from pipeline.metrics import distinct_n, vendi_score  # noqa: E402
 from pipeline.prompts import build_requests  # noqa: E402
 from pipeline.run import run_spec  # noqa: E402
 from pipeline.selection import match_concepts  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
-from pipeline.storage import Store  # noqa: E402
 
 METRICS = ["n", "vendi", "vendi_per_caption", "distinct_1", "distinct_2", "distinct_3", "cluster_entropy", "coverage",
            "concept_entropy", "concept_gini", "exact_duplicate_rate", "near_duplicate_rate", "prior_alignment_mean"]

@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.shards import Manifest, iter_samples, sha256_file  # noqa: E402
+from contracts.shards import Manifest, iter_samples, sha256_file  # noqa: E402
 from serve.runner import kill_marked  # noqa: E402
 
 PHASES = ("caption", "select", "synthesize")

@@ -29,9 +29,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from contracts.shards import Manifest, ShardWriter, iter_samples, make_sample, sample_key  # noqa: E402
 from pipeline.run import init_ray  # noqa: E402
 from pipeline.runner import LocalExecutor, RayExecutor, run_job  # noqa: E402
-from pipeline.shards import Manifest, ShardWriter, iter_samples, make_sample, sample_key  # noqa: E402
 from pipeline.spec import parse_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _captions(world: Path, n: int, seed: int = 7):
+    from contracts.shards import iter_samples
     from generators.world.annotate import random_caption
     from generators.world.concepts import Scene
-    from pipeline.shards import iter_samples
 
     scenes, images = [], []
     for row in iter_samples(world / "data" / "test"):

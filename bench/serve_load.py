@@ -11,7 +11,7 @@ No job runs during the bench. Before the service starts, two rows go into its jo
     `POST /v1/jobs` measures the HTTP path (validation, duplicate and quota checks, one SQLite
     insert) and never a pipeline;
   * a SUCCEEDED job whose output directory holds real tar shards of random bytes and a
-    manifest.json (pipeline.shards.Manifest), which the shard route serves.
+    manifest.json (contracts.shards.Manifest), which the shard route serves.
 
 POSTs are the demo spec cut down as in tests/conftest.py::world_spec, each with its own
 `captions.sampling.seed` (an identical active spec is refused with 409). The service caps
@@ -53,7 +53,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.shards import Manifest, ShardInfo, sample_key, sha256_file  # noqa: E402
+from contracts.shards import Manifest, ShardInfo, sample_key, sha256_file  # noqa: E402
 from pipeline.spec import parse_spec, spec_hash  # noqa: E402
 from serve.settings import hash_key  # noqa: E402
 from serve.store import JobStore  # noqa: E402

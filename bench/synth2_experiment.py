@@ -56,7 +56,7 @@ def synthetic_job(world: Path, out: Path, pixel: bool = False, per_prompt: int =
 
 def subset(src: Path, n: int, out: Path, seed: int = 0) -> Path:
     """A random `n`-sample subset of a shard directory, as its own shard directory."""
-    from pipeline.shards import Manifest, ShardWriter, iter_tar, make_sample, shard_paths
+    from contracts.shards import Manifest, ShardWriter, iter_tar, make_sample, shard_paths
 
     if (out / "manifest.json").exists() and (m := Manifest.load(out)) and m.complete and m.samples == n:
         return out
@@ -233,7 +233,7 @@ def main() -> None:
         print("results.json was made with another world or step count: starting over", flush=True)
         results = {"runs": {}}
     synthetic = args.synthetic or synthetic_job(args.world, args.work / "synthetic")
-    from pipeline.shards import Manifest
+    from contracts.shards import Manifest
 
     n_syn = Manifest.load(synthetic).samples
     human = args.world / "data" / "train"

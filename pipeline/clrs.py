@@ -22,12 +22,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from contracts.shards import Manifest, encode_npy, sample_key, shard_name, write_shard
+from contracts.storage import Store
 from pipeline.executors import Step
 from pipeline.job import JobContext, job_id_for, write_shards
 from pipeline.prompts import derive_seed
-from pipeline.shards import Manifest, encode_npy, sample_key, shard_name, write_shard
 from pipeline.spec import JobSpec, parse_spec
-from pipeline.storage import Store
 
 SPLITS = ("train", "val", "test")
 

@@ -590,3 +590,21 @@ def _select_ray(ds, cfg: SelectionConfig):
     stats = _stats(requested, drops, valid, exact_removed, n - after_dedup, after_dedup, after_balance, cfg,
                    near_info, bal)
     return kept, stats
+
+
+
+def balance(concepts: list[list[str]], indices: list[int], method: str, cap: int | None = None,
+            target: dict[str, float] | None = None, seed: int = 0) -> np.ndarray:
+    """Per-concept rebalancing (MetaCLIP / SynthCLIP style) of captions given their concepts:
+    the rule of `balance_quotas` (`cap`: rate t / count per concept, t = `cap` or
+    the median count; `target`: concept shares fitted to `target`), each concept signature keeping
+    its quota of captions with the lowest seeded hash of (seed, index). Returns a keep mask."""
+    n = len(concepts)
+    sigs = np.array([SEP.join(sorted(set(cs))) for cs in concepts], dtype=object)
+    quota, _ = balance_quotas(Counter(sigs.tolist()), method, cap, target)
+    pos = np.arange(n)
+    kept = balance_kernel({"index": np.asarray(indices, dtype=np.int64), "signature": sigs, "matched": pos,
+                           "nearest": pos}, quota, seed)
+    keep = np.zeros(n, dtype=bool)
+    keep[kept["matched"].astype(int)] = True
+    return keep

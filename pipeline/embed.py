@@ -18,12 +18,12 @@ from collections.abc import Iterator
 import fsspec
 import numpy as np
 
+from contracts.shards import make_sample, sample_key, shard_name, write_shard
+from contracts.storage import Store
 from pipeline.executors import Step
 from pipeline.job import JobContext, write_shards
 from pipeline.paths import resolve_model_paths
-from pipeline.shards import make_sample, sample_key, shard_name, write_shard
 from pipeline.spec import JobSpec, parse_spec
-from pipeline.storage import Store
 
 
 def expand(patterns: list[str]) -> list[str]:

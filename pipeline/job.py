@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.shards import MANIFEST, Manifest, ShardInfo, shard_name
+from contracts.shards import MANIFEST, Manifest, ShardInfo, shard_name
+from contracts.storage import Store
 from pipeline.spec import JobSpec, spec_hash
-from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
 

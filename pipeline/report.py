@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.storage import Store
 from pipeline.metrics import METRIC_DOCS, caption_metrics
-from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
 REPORT_VERSION = 1
@@ -63,9 +63,9 @@ def _alignment_values(a: np.ndarray, seed: int = 0) -> list[float]:
 
 def collect_job(directory: str | Path) -> dict:
     """The report of a job directory written by `run_job` (job.json, stages/, shards, stats.json)."""
+    from contracts.shards import iter_samples
     from pipeline.prompts import build_requests
     from pipeline.selection import match_concepts
-    from pipeline.shards import iter_samples
     from pipeline.spec import parse_spec
 
     out = Store(directory)
@@ -120,8 +120,8 @@ def collect_shards(directory: str | Path, encoder: str | None = None) -> dict:
     (an open_clip name), by default the encoder named in the manifest's spec; without one, the
     embedding metrics are left out. Memory is bounded: Vendi is streamed exactly over every caption,
     and the other embedding metrics use a uniform reservoir sample of EMBEDDING_ROWS captions."""
+    from contracts.shards import Manifest, iter_samples
     from pipeline.metrics import alignment_summary, balance_metrics, concept_counts, distinct_n, exact_duplicate_rate
-    from pipeline.shards import Manifest, iter_samples
 
     m = Manifest.load(directory)
     if m is None:

@@ -5,7 +5,7 @@
 Every kind opens the same context (spec, hash, job id, store, progress), runs on the executor's
 workers, and ends the same way: SUCCEEDED with stats.json, or FAILED / STOPPED with the error in
 progress.json. Kinds: synthesize (`pipeline/synthesize.py`), embed (`pipeline/embed.py`), clrs
-(`pipeline/clrs.py`), consumer (`consumers/registry.py`, which keeps its own results layout).
+(`pipeline/clrs.py`), consumer (`contracts/registry.py`, which keeps its own results layout).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ KINDS = {"synthesize": synthesize, "embed": embed, "clrs": clrs}
 def run_job(spec: JobSpec, *, force: bool = False, executor=None) -> dict:
     """Run (or resume) a job; returns its stats."""
     if spec.kind == "consumer":  # in this process, without Ray; the registry records how it ended
-        from consumers.registry import run_consumer
+        from contracts.registry import run_consumer
 
         return run_consumer(spec.consumer.name, spec.consumer.params, spec.output.dir, spec_hash=spec_hash(spec),
                             force=force)

@@ -12,10 +12,10 @@ import json
 
 import numpy as np
 
+from contracts.storage import Store
 from pipeline.job import JobContext
 from pipeline.prompts import RequestPlan
 from pipeline.spec import parse_spec
-from pipeline.storage import Store
 from pipeline.tasks import caption_chunk_name, npz_bytes, selection_chunk_name
 
 
@@ -135,7 +135,8 @@ def exact_select(cap: dict[str, np.ndarray], spec) -> tuple[np.ndarray, np.ndarr
     (keep indices, matched JSON, nearest, stats)."""
     from collections import Counter
 
-    from pipeline.selection import balance, dedup, match_concepts
+    from pipeline.dedup import balance
+    from pipeline.selection import dedup, match_concepts
 
     valid = cap["drop"] == ""
     drops = Counter(str(d) for d in cap["drop"] if d)

@@ -248,7 +248,7 @@ class Clrs(Strict):
 
 
 class ConsumerRun(Strict):
-    """A consumer (consumers/registry.py) to run (job kind `consumer`); it writes its results into output.dir."""
+    """A consumer (contracts/registry.py) to run (job kind `consumer`); it writes its results into output.dir."""
 
     name: str = Field(min_length=1, max_length=32, description="A registered consumer (`synth2 consumers list`).")
     params: dict[str, Any] = Field(default_factory=dict, description="The consumer's params (its own schema).")
@@ -256,7 +256,7 @@ class ConsumerRun(Strict):
     @field_validator("name")
     @classmethod
     def _registered(cls, v: str) -> str:
-        from consumers.registry import UnknownConsumer, get  # pydantic only; each consumer imports torch lazily
+        from contracts.registry import UnknownConsumer, get  # pydantic only; each consumer imports torch lazily
 
         try:
             get(v)
@@ -268,7 +268,7 @@ class ConsumerRun(Strict):
     @classmethod
     def _params(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:  # info: pydantic.ValidationInfo
         """Validated by the consumer's model (errors read `consumer.params.<field>`), stored with defaults filled."""
-        from consumers.registry import get
+        from contracts.registry import get
 
         if "name" not in info.data:  # the name was rejected already
             return v

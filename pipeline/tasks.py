@@ -19,10 +19,10 @@ from collections import Counter
 
 import numpy as np
 
+from contracts.shards import make_sample, sample_key, shard_name, write_shard
+from contracts.storage import Store
 from pipeline.prompts import RequestPlan, derive_seed
-from pipeline.shards import make_sample, sample_key, shard_name, write_shard
 from pipeline.spec import JobSpec, parse_spec
-from pipeline.storage import Store
 
 
 def caption_chunk_name(k: int) -> str:

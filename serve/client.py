@@ -4,7 +4,7 @@
     c = Synth2Client()                       # SYNTH2_URL (default http://127.0.0.1:8000), SYNTH2_API_KEY
     job = c.submit("configs/demo.yaml")      # or a dict
     c.wait(job["id"])
-    c.pull(job["id"], "out/")                # shards + manifest.json: pipeline.shards.iter_samples("out/")
+    c.pull(job["id"], "out/")                # shards + manifest.json: contracts.shards.iter_samples("out/")
 
 `pull` downloads shards in parallel, each to `NAME.part` first; an interrupted pull resumes from
 the `.part` files (`Range` + `If-Range` on the shard's sha256 ETag), every shard's sha256 is

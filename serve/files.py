@@ -8,7 +8,7 @@ import posixpath
 from fastapi import HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from pipeline.storage import Store
+from contracts.storage import Store
 
 
 class ShardResponse(FileResponse):

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import Any
 
+from contracts.storage import Store
 from pipeline.spec import SpecError, parse_spec, spec_hash
-from pipeline.storage import Store
 from serve.errors import Refused
 from serve.policy import Policy
 from serve.runner import make_runner

@@ -4,7 +4,7 @@ A spec names models and data (local paths, `file://` and other fsspec URLs, hub 
 endpoint and a secret. On one's own machine (`synth2 run`) it may name anything; submitted to the
 service, each must lie inside the roots, hosts and names the deployment allows (serve/settings.py), or
 the submission is refused with one `field: rule (got value)` line per problem. Consumer params are
-checked through their `ReadsFrom` markers (consumers/reads.py), so a new consumer needs no change here.
+checked through their `ReadsFrom` markers (contracts/reads.py), so a new consumer needs no change here.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class Policy:
                 check(f"input.shards.{i}", "data", s)
             out += self.encoder("input.encoder", spec.input.encoder.name, spec.input.encoder.pretrained)
         if spec.consumer is not None and spec.kind == "consumer":
-            from consumers.registry import get, reads
+            from contracts.registry import get, reads
 
             params = get(spec.consumer.name).params.model_validate(spec.consumer.params)
             for field, kind, value in reads(params):

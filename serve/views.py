@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.storage import Store
+from contracts.storage import Store
 
 STAGE_ORDER = ("caption", "score", "select", "synthesize", "embed", "shard")
 

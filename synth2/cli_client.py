@@ -221,7 +221,7 @@ def pull(job_id: str, to_dir: str, workers: int, wait: bool, timeout: float | No
 
     An interrupted pull resumes from its `.part` files; shards already there are skipped.
     A job still running gives the shards finished so far: pull again later for the rest.
-    Read the result with `pipeline.shards.iter_samples(DIR)`.
+    Read the result with `contracts.shards.iter_samples(DIR)`.
     """
     client = _Client(url, key)
 

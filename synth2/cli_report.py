@@ -10,8 +10,8 @@ import click
 # ---------------------------------------------------------------- reports
 
 def _report_data(path: str, encoder: str | None) -> dict:
+    from contracts.storage import Store
     from pipeline.report import collect
-    from pipeline.storage import Store
 
     if not Store(path).exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
@@ -21,7 +21,7 @@ def _report_data(path: str, encoder: str | None) -> dict:
 def _writable_dir(path: str) -> bool:
     import os
 
-    from pipeline.storage import Store
+    from contracts.storage import Store
 
     store = Store(path)
     return not store.local or os.access(store.root, os.W_OK)
@@ -78,9 +78,9 @@ def report(path: str, other: str | None, out_file: str | None, encoder: str | No
     For a job directory it covers the generated captions and the selected ones (after dedup and
     balancing); for a shard directory, the shards' captions. Prints where it wrote and the metrics.
     """
+    from contracts.storage import Store
     from pipeline.report import write_report
     from pipeline.report_html import render, render_compare
-    from pipeline.storage import Store
 
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     try:

@@ -6,7 +6,7 @@ import click
 from click.testing import CliRunner
 from pydantic import Field
 
-from consumers.registry import ConsumerParams
+from contracts.registry import ConsumerParams
 from synth2.params_cli import params_command
 
 

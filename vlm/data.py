@@ -27,8 +27,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.shards import Manifest, decode_npy
-from pipeline.storage import Store
+from contracts.shards import Manifest, decode_npy
+from contracts.storage import Store
 
 log = logging.getLogger(__name__)
 

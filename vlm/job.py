@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
+from contracts.registry import ConsumerParams, Progress, ReadsFrom, register
 
 SourceRef = Annotated[str, Field(min_length=1, max_length=2000), ReadsFrom("data", weighted=True)]
 

@@ -115,8 +115,8 @@ def job_spec(base: dict, weights: dict[str, float] | None, captions: int, round_
 
 def run_job_cached(spec, jobs_dir: Path) -> tuple[str, Path]:
     """Run the job into JOBS_DIR/<spec hash> (reusing a finished one); returns (job id, directory)."""
+    from contracts.shards import Manifest
     from pipeline.run import run_spec
-    from pipeline.shards import Manifest
     from pipeline.spec import spec_hash
 
     job_id = spec_hash(spec)
@@ -130,7 +130,7 @@ def run_job_cached(spec, jobs_dir: Path) -> tuple[str, Path]:
 
 def subset(src: Path, n: int, out: Path, seed: int) -> int:
     """A seeded random subset of at most `n` samples of shard directory `src`, as shard directory `out`."""
-    from pipeline.shards import Manifest, ShardWriter, iter_tar, make_sample, shard_paths
+    from contracts.shards import Manifest, ShardWriter, iter_tar, make_sample, shard_paths
 
     if (out / "manifest.json").exists() and (m := Manifest.load(out)) and m.complete:
         return m.samples
@@ -146,7 +146,7 @@ def subset(src: Path, n: int, out: Path, seed: int) -> int:
 
 
 def _concept_shares(d: Path, items: list[str]) -> dict[str, int]:
-    from pipeline.shards import iter_tar, shard_paths
+    from contracts.shards import iter_tar, shard_paths
 
     counts = dict.fromkeys(items, 0)
     for p in shard_paths(d):
@@ -204,7 +204,7 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
         use = None if (r == 1 or cfg.strategy == "uniform") else weights
         spec = job_spec(base, use, int(cfg.pairs_per_round * cfg.oversample), r, f"loop-r{r}")
         job_id, job_dir = run_job_cached(spec, jobs_dir)
-        from pipeline.shards import Manifest
+        from contracts.shards import Manifest
 
         produced = Manifest.load(job_dir).samples
         sub = out / f"round-{r}" / "synthetic"

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
+from contracts.registry import ConsumerParams, Progress, ReadsFrom, register
 
 ROOT = Path(__file__).resolve().parents[1]
 Data = Annotated[str | None, ReadsFrom("data")]

@@ -39,8 +39,8 @@ class ShardDataset(Dataset):
     held in memory. Only the shards that hold that (split, algorithm) block are read."""
 
     def __init__(self, directory: str | Path, algorithm: str, split: str, limit: int | None = None) -> None:
-        from pipeline.shards import Manifest, iter_tar
-        from pipeline.storage import Store
+        from contracts.shards import Manifest, iter_tar
+        from contracts.storage import Store
 
         m = Manifest.load(directory)
         if m is None or "clrs" not in m.extra:

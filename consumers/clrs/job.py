@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from consumers.clrs.params import ClrsParams
-from consumers.registry import Progress, register
+from contracts.registry import Progress, register
 
 
 def run(params: ClrsParams, out_dir: Path, progress: Progress) -> dict:

@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from consumers.reads import ReadsFrom
-from consumers.registry import ConsumerParams
+from contracts.reads import ReadsFrom
+from contracts.registry import ConsumerParams
 
 STRING_MATCHERS = ("naive_string_matcher", "kmp_matcher")
 TRAIN_LENGTHS = [4, 7, 11, 13, 16]

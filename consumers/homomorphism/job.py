@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
+from contracts.registry import ConsumerParams, Progress, ReadsFrom, register
 
 Game = Literal["breakout", "asterix", "freeway", "seaquest", "space_invaders"]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
+from contracts.registry import ConsumerParams, Progress, ReadsFrom, register
 
 Kind = Literal["htm", "full", "lstm"]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from consumers.registry import ConsumerParams, Progress, ReadsFrom, register
+from contracts.registry import ConsumerParams, Progress, ReadsFrom, register
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 Family = Literal["ones", "digits_run", "copy_last"]

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts.shards import sha256_file
 from generators.world.clip import ClipConfig
 from generators.world.lm import LMConfig
 from generators.world.pixel_train import PixelConfig
 from generators.world.prior_train import PriorConfig
-from pipeline.shards import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,8 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
 
 
 def _write_shards(out: Path, cfg: WorldConfig, images, scenes, emb, held: set[str], encoder_name: str) -> None:
+    from contracts.shards import ShardWriter, make_sample, sample_key
     from generators.world.annotate import captions
-    from pipeline.shards import ShardWriter, make_sample, sample_key
 
     for split in SPLITS:
         d = out / "data" / split

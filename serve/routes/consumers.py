@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from consumers import registry
+from contracts import registry
 from serve.deps import key_id
 from serve.models import ConsumerInfo, ConsumerList
 from serve.routes import errors

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.storage import Store
+from contracts.storage import Store
 from serve.deps import DB, Config, Job, Key, Manager, key_id, own_key_filter
 from serve.models import JobList, JobView, Status
 from serve.parsing import parse_body

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from consumers.clrs.data import SamplerDataset, ShardDataset, collate
 from consumers.clrs.evaluate import Scorer, evaluate, micro_f1
 from consumers.clrs.model import EPD, PROCESSORS, ModelConfig, categories_of, permutation_target
-from pipeline.shards import Manifest, iter_samples
+from contracts.shards import Manifest, iter_samples
 from pipeline.spec import SpecError, parse_spec
 
 ALGOS = ["minimum", "bfs", "floyd_warshall"]
@@ -263,7 +263,7 @@ def test_cli_options_are_the_params_and_their_bounds():
 
 
 def test_clrs_is_a_registered_consumer(tmp_path):
-    from consumers.registry import get, run_consumer
+    from contracts.registry import get, run_consumer
 
     c = get("clrs")
     with pytest.raises(ValueError, match="bogosort"):

@@ -132,8 +132,8 @@ def test_dqn_learner_improves_on_a_trivial_env(abstraction):
 
 def test_consumer_runs_through_run_consumer(tmp_path):
     from consumers.homomorphism.job import EEAEvalParams
-    from consumers.reads import reads
-    from consumers.registry import get, names, run_consumer
+    from contracts.reads import reads
+    from contracts.registry import get, names, run_consumer
 
     assert "eea" in names() and get("eea").params.__name__ == "EEAParams"
     res = run_consumer("eea", {"env": "gridworld", "layout": "open", "seeds": 2, "episodes": 800}, str(tmp_path / "run"))

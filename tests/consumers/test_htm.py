@@ -28,7 +28,7 @@ def _pool(n: int = 120, d: int = 16, groups: int = 12, seed: int = 0) -> Embeddi
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     """A shard set in the sample contract: 96 random embeddings over 12 concepts."""
-    from pipeline.shards import ShardWriter, make_sample
+    from contracts.shards import ShardWriter, make_sample
 
     out = tmp_path_factory.mktemp("htm_shards")
     rng = np.random.default_rng(0)
@@ -259,7 +259,7 @@ def test_episodes_follow_the_task_and_never_repeat_a_concept():
 
 
 def test_consumer_through_run_consumer(shards, tmp_path):
-    from consumers.registry import get, run_consumer
+    from contracts.registry import get, run_consumer
 
     assert get("htm").params.model_json_schema()["properties"]["task"]["enum"] == ["passive_visual_match",
                                                                                   "one_shot_naming"]
@@ -272,7 +272,7 @@ def test_consumer_through_run_consumer(shards, tmp_path):
     assert {"results.json", "accuracy.png", "htm/model.pt", "lstm/config.json"} <= set(res["files"])
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["models"]["full"]["steps"] == 6 and results["chance"] == pytest.approx(1 / 3)
-    from consumers.reads import reads
+    from contracts.reads import reads
 
     assert [(p, k) for p, k, _ in reads(get("htm").params.model_validate(params))] == [("data", "data")]
 

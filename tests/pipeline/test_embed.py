@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.shards import Manifest, iter_samples, shard_paths
 from generators.encoders import Encoder
 from pipeline.runner import LocalExecutor, run_job
-from pipeline.shards import Manifest, iter_samples, shard_paths
 from pipeline.spec import parse_spec
 
 

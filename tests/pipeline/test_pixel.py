@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from contracts.shards import Manifest, iter_samples
 from generators.encoders import Encoder
 from generators.pixel import EmbeddingDecoder, load_decoder
 from pipeline.runner import LocalExecutor, job_id_for, key_job_id, run_job
-from pipeline.shards import Manifest, iter_samples
 from pipeline.spec import SpecError, spec_hash
 from pipeline.stages import PixelSynthesizeStage
 from tests.conftest import world_spec

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from pipeline.shards import Manifest, sha256_file
+from contracts.shards import Manifest, sha256_file
 from tests.conftest import RAY, ray_submit, world_spec
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.shards import Manifest, iter_samples, sha256_file
 from pipeline.runner import JobConflict, LocalExecutor, run_job
-from pipeline.shards import Manifest, iter_samples, sha256_file
 from pipeline.stages import CaptionStage, ScoreStage, SynthesizeStage
 from tests.conftest import world_spec
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.shards import Manifest, sha256_file
 from pipeline.executors import LocalExecutor, ResourceError, Step, check_resources
 from pipeline.prompts import RequestPlan, build_requests, derive_seed, format_prompt
-from pipeline.shards import Manifest, sha256_file
 from pipeline.spec import parse_spec
 from pipeline.stages import torch_device, torch_dtype
 from tests.conftest import world_spec

@@ -4,7 +4,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from pipeline.shards import Manifest, ShardWriter, iter_samples, make_sample, sample_key, sha256_file, shard_paths
+from contracts.shards import Manifest, ShardWriter, iter_samples, make_sample, sample_key, sha256_file, shard_paths
 
 
 def _samples(n, start=0):

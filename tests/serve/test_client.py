@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.shards import Manifest, iter_samples
+from contracts.shards import Manifest, iter_samples
 from serve.client import ClientError, PullSummary, ServiceError, ShardError, Synth2Client
 from synth2.cli import main
 from synth2.cli_client import _format_job
@@ -300,7 +300,7 @@ def fake_tar(seed: int) -> bytes:
     import io
     import tarfile
 
-    from pipeline.shards import _add_sample, make_sample
+    from contracts.shards import _add_sample, make_sample
 
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:

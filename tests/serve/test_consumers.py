@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from pydantic import Field, create_model
 
-from consumers import registry
+from contracts import registry
 from serve.app import create_app
 from serve.settings import Settings
 from tests.serve.conftest import KEY, OTHER_KEY, wait_for

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.shards import Manifest, iter_samples, sha256_file
+from contracts.shards import Manifest, iter_samples, sha256_file
 from tests.conftest import kill_marked_processes
 from tests.serve.conftest import Service, job_body, wait_for
 

@@ -41,7 +41,7 @@ def test_job_spec_shares_captions_by_weight(tiny_world):
 def test_params_need_a_world_or_every_location():
     with pytest.raises(ValueError, match="without world, set human, val, test, decoder, spec"):
         LoopParams()
-    from consumers.registry import get
+    from contracts.registry import get
 
     assert get("loop").params is LoopParams
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.shards import ShardWriter, make_sample, sample_key
+from contracts.shards import ShardWriter, make_sample, sample_key
 from vlm.data import MixedStream, ShardStream, Source, loader, read_all, shard_urls
 from vlm.evaluate import attribute_hits, coco_scores, evaluate, world_scores
 from vlm.model import SynthVLM, VLMConfig
@@ -336,7 +336,7 @@ def test_evaluate_end_to_end(tmp_path, lm, tiny_world):
 
 
 def test_vlm_consumer_run(tmp_path, lm, tiny_world):
-    from consumers.registry import run_consumer
+    from contracts.registry import run_consumer
 
     w = tiny_world[0]
     res = run_consumer("vlm", {"data": [f"{w / 'data' / 'train'}@0.5", f"{w / 'data' / 'pretrain'}@0.5"], "decoder": lm,

@@ -27,7 +27,7 @@ def test_world_json_records_figures_versions_and_hashes(tiny_world):
 def test_world_shards_follow_the_contract(tiny_world):
     import webdataset as wds
 
-    from pipeline.shards import Manifest, sha256_file
+    from contracts.shards import Manifest, sha256_file
 
     out, info = tiny_world
     for split in ("pretrain", "train", "val", "test"):

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from consumers.reads import ReadsFrom, reads  # noqa: F401 -- the path marker; serve/policy.py walks it
+from contracts.reads import ReadsFrom, reads  # noqa: F401 -- the path marker; serve/policy.py walks it
 
 log = logging.getLogger("synth2.consumers")
 
@@ -171,7 +171,7 @@ def run_consumer(name: str, params: dict | BaseModel, out: str, *, spec_hash: st
                  force: bool = False) -> dict:
     """Run consumer NAME with PARAMS into OUT (a local directory or fsspec URL); returns its summary,
     also written to OUT/summary.json. Results on object storage are written locally first, then uploaded."""
-    from pipeline.storage import Store
+    from contracts.storage import Store
 
     consumer = get(name)
     p = params if isinstance(params, consumer.params) else consumer.params.model_validate(params)

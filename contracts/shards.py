@@ -20,7 +20,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from pipeline.storage import Store
+from contracts.storage import Store
 
 MANIFEST = "manifest.json"
 CONTRACT_VERSION = 1

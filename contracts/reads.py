@@ -1,7 +1,7 @@
 """`ReadsFrom`: the marker a params field carries when its value names something the run will read.
 
     from typing import Annotated
-    from consumers.reads import ReadsFrom
+    from contracts.reads import ReadsFrom
 
     class Params(ConsumerParams):
         model: Annotated[str, ReadsFrom("model")] = Field(min_length=1, max_length=500)
