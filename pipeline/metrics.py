@@ -57,9 +57,14 @@ def vendi_score(emb: np.ndarray | Iterable[np.ndarray]) -> float:
         u = _unit(b)
         cov = u.T @ u if cov is None else cov + u.T @ u
         n += len(u)
-    if not n:
+    return vendi_from_gram(cov, n)
+
+
+def vendi_from_gram(gram: np.ndarray | None, n: int) -> float:
+    """The Vendi score from G = Σ uᵢᵀuᵢ over n unit rows (d×d): exp(entropy of the eigenvalues of G/n)."""
+    if not n or gram is None:
         return 0.0
-    lam = np.linalg.eigvalsh(cov / n)
+    lam = np.linalg.eigvalsh(gram / n)
     lam = lam[lam > 1e-12]
     return float(np.exp(-np.sum(lam * np.log(lam))))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts.storage import Store
-from pipeline.metrics import METRIC_DOCS, caption_metrics
+from pipeline.metrics import METRIC_DOCS, caption_metrics, vendi_from_gram
 
 log = logging.getLogger(__name__)
 REPORT_VERSION = 1
@@ -174,9 +174,7 @@ def collect_shards(directory: str | Path, encoder: str | None = None) -> dict:
         threshold = (spec.get("scoring") or {}).get("near_dup_threshold", 0.95)
         metrics = caption_metrics([texts[i] for i in res_idx], emb, [concepts[i] for i in res_idx], bank,
                                   alignment=align_arr if align else None, near_dup_threshold=threshold)
-        lam = np.linalg.eigvalsh(cov / len(texts))
-        lam = lam[lam > 1e-12]
-        metrics["vendi"] = float(np.exp(-np.sum(lam * np.log(lam))))  # exact, over every caption
+        metrics["vendi"] = vendi_from_gram(cov, len(texts))  # exact, over every caption
         metrics["vendi_per_caption"] = metrics["vendi"] / min(len(texts), emb.shape[1])
         metrics["embedding_sample"] = len(res_idx)
     else:

@@ -115,7 +115,9 @@ def synthetic_check(ns: list[int] | None = None, d: int = 64, seed: int = 0, enc
 
 
 def _spearman(x, y) -> float | None:
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    if np.std(rx) == 0 or np.std(ry) == 0:
+    """Spearman's rank correlation (scipy), or None where either side is constant."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(np.asarray(x, dtype=float)) == 0 or np.ptp(np.asarray(y, dtype=float)) == 0:
         return None
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(spearmanr(x, y).statistic)
