@@ -19,7 +19,12 @@ import numpy as np
 class Store:
     def __init__(self, url: str | Path) -> None:
         self.url = str(url)
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        except ImportError as e:
+            scheme = self.url.split("://", 1)[0] if "://" in self.url else "file"
+            raise ImportError(f"output {self.url!r}: no filesystem for {scheme}:// ({e}); "
+                              "install the cloud extra: pip install 'synth2[cloud]'") from e
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
 
     def path(self, *parts: str) -> str:

@@ -209,7 +209,8 @@ class SynthesizeShards(_Task):
                 meta = {"source": "synthetic", "job_id": self.job_id, "index": i,
                         "prompt_concepts": list(self.plan[i].concepts), "concepts": json.loads(r["matched"][j]),
                         "seed": derive_seed("prior", syn.seed, i), "generator": self.generator,
-                        "scores": {"prior_alignment": round(al, 5), "nearest_kept_cosine": round(r["nearest"][j], 5)}}
+                        "scores": {"prior_alignment": round(al, 5), "nearest_kept_cosine": (round(float(r["nearest"][j]), 5)
+                                                                            if r["nearest"][j] > -1.0 else None)}}
                 png = None
                 if self.pixel:
                     meta["decoder_seed"] = derive_seed("decoder", syn.seed, i)
