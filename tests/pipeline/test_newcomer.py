@@ -33,3 +33,16 @@ def test_s3_without_s3fs_names_the_extra():
 
 def test_memory_store_still_works():
     assert not Store("memory://newcomer/job").local
+
+
+@pytest.mark.slow  # a whole tiny job: ~45 s on the 2 shared cores
+def test_nearest_kept_cosine_is_null_not_minus_one(tiny_world, tmp_path):
+    from contracts.shards import iter_samples
+    from pipeline.runner import LocalExecutor, run_job
+    from tests.conftest import world_spec
+
+    world, _ = tiny_world
+    run_job(world_spec(world, tmp_path / "job"), executor=LocalExecutor())
+    got = [s["json"]["scores"]["nearest_kept_cosine"] for s in iter_samples(tmp_path / "job")]
+    assert got and None in got  # the first kept caption of a cluster has no earlier neighbour
+    assert all(v is None or -1.0 < v <= 1.0 for v in got)
