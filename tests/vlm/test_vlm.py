@@ -114,7 +114,7 @@ def test_fsspec_source_reads_memory_url(tmp_path):
 
     fs = fsspec.filesystem("memory")
     try:
-        url = "memory://synth2-test/shards"
+        url = "memory://synth2-vlm-test/shards"  # the memory filesystem is shared by the whole test process
         _write_source(url, "mem", 30, shard=10)
         local = _write_source(tmp_path / "local", "mem", 30, shard=10)
         assert shard_urls(url)[0].startswith("memory://") and len(shard_urls(url)) == 3
