@@ -145,15 +145,15 @@ def test_killed_driver_resumes_to_the_same_samples(tiny_world, tmp_path):
     proc = _run_script(spec_file, "--local")
     manifest = tmp_path / "job" / "manifest.json"
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 2:
-            break
-        time.sleep(0.05)
+    # The manifest is first written when the first shard lands and then at most twice a second, so
+    # killing at its first appearance leaves most shards unwritten (however fast the machine).
+    while time.time() < deadline and proc.poll() is None and not manifest.exists():
+        time.sleep(0.005)
     assert proc.poll() is None, "the job finished before it could be interrupted: " + proc.stdout.read()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = Manifest.load(tmp_path / "job")
-    assert not partial.complete and partial.samples >= 4
+    assert not partial.complete and partial.samples >= 2, partial
     listed = {s.name for s in partial.shards}
     # Every listed shard is whole; at most the shard being finalised at the kill is on disk unlisted.
     assert len({t.name for t in (tmp_path / "job").glob("*.tar")} - listed) <= 1

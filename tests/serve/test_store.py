@@ -88,11 +88,12 @@ def test_the_service_on_postgresql(tmp_path, tiny_world):
     s.close()
     world, _ = tiny_world
     h = {"Authorization": f"Bearer {KEY}"}
-    settings = Settings(data_dir=tmp_path, database_url=PG, api_keys=KEY, max_running=1)
+    settings = Settings(data_dir=tmp_path, database_url=PG, api_keys=KEY, max_running=1, model_roots=[str(world)])
     with TestClient(create_app(settings)) as c:
         assert c.get("/healthz").json()["database"] == "ok"
-        ids = [c.post("/v1/jobs", headers=h, json=job_body(world, **{"captions.sampling.seed": k})).json()["id"]
-               for k in (1, 2)]
+        posted = [c.post("/v1/jobs", headers=h, json=job_body(world, **{"captions.sampling.seed": k})) for k in (1, 2)]
+        assert all(r.status_code == 202 for r in posted), [r.text for r in posted]
+        ids = [r.json()["id"] for r in posted]
         jobs = c.get("/v1/jobs", headers=h).json()["jobs"]
         assert [j["id"] for j in jobs] == ids[::-1]
         for i in ids[::-1]:
