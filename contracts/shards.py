@@ -14,6 +14,7 @@ import json
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,26 @@ class ShardInfo:
 
 @dataclass
 class Manifest:
+    """A shard set's index, and what its samples are.
+
+    `embedding`: `{"key": "emb.npy", "dim": D, "dtype": "float16", "normalization": "l2" | None}` (None for
+    shards without embeddings); `models`: each model the job loaded, as its spec names it, with the sha256 of
+    its files or its hub revision; `created_at` (UTC, ISO 8601) and `synth2_version`. Manifests written before
+    these fields existed load with them None.
+    """
+
     name: str
     shards: list[ShardInfo] = field(default_factory=list)
     spec: dict[str, Any] | None = None
     spec_hash: str | None = None
     complete: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    synth2_version: str | None = None
+    embedding: dict[str, Any] | None = None
+    models: list[dict[str, Any]] | None = None
+
+    DESCRIBED = ("created_at", "synth2_version", "embedding", "models")
 
     @property
     def samples(self) -> int:
@@ -87,7 +102,8 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": CONTRACT_VERSION, "name": self.name, "samples": self.samples,
-                "complete": self.complete, "spec_hash": self.spec_hash, "spec": self.spec,
+                "complete": self.complete, "spec_hash": self.spec_hash,
+                **{k: getattr(self, k) for k in self.DESCRIBED}, "spec": self.spec,
                 "shards": [vars(s) for s in self.shards], **self.extra}
 
     @classmethod
@@ -97,10 +113,10 @@ class Manifest:
         if not store.exists(MANIFEST):
             return None
         d = store.read_json(MANIFEST)
-        known = {"version", "name", "samples", "complete", "spec_hash", "spec", "shards"}
+        known = {"version", "name", "samples", "complete", "spec_hash", "spec", "shards", *cls.DESCRIBED}
         return cls(name=d["name"], shards=[ShardInfo(**s) for s in d["shards"]], spec=d.get("spec"),
                    spec_hash=d.get("spec_hash"), complete=d.get("complete", False),
-                   extra={k: v for k, v in d.items() if k not in known})
+                   extra={k: v for k, v in d.items() if k not in known}, **{k: d.get(k) for k in cls.DESCRIBED})
 
     def save(self, directory: str | Path) -> None:
         Store(directory).write_json(self.to_dict(), MANIFEST)
@@ -124,7 +140,8 @@ class ShardWriter:
         self.store.makedirs()
         for stale in self.store.glob(f"{name}-*.tar.tmp"):
             self.store.remove(stale)
-        self.manifest = Manifest.load(directory) or Manifest(name=name, spec=spec, spec_hash=spec_hash)
+        self.manifest = Manifest.load(directory) or Manifest(name=name, spec=spec, spec_hash=spec_hash,
+                                                             created_at=utc_now())
         if self.manifest.name != name:
             raise ValueError(f"{directory} holds shards named {self.manifest.name!r}, not {name!r}")
         # A crash between a shard's rename and the manifest update leaves a whole shard the
@@ -169,8 +186,30 @@ class ShardWriter:
         """Write the last (possibly short) shard and mark the manifest complete."""
         self._flush()
         self.manifest.complete = complete
+        if self.manifest.embedding is None and self.manifest.shards:
+            self.manifest.embedding = embedding_info(self.store.uri(self.manifest.shards[0].name))
         self.store.write_json(self.manifest.to_dict(), MANIFEST)
         return self.manifest
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def embedding_info(shard: str | Path, normalization: str | None = None) -> dict[str, Any] | None:
+    """The manifest's `embedding` from a shard's first sample with an `emb.npy`: dimension (the last axis; `shape`
+    too for token grids), dtype and `normalization` — as the writer declares it, else "l2" when that sample's
+    norm is 1 within float16 precision. None when the shard has no embeddings."""
+    for sample in iter_tar(shard):
+        emb = sample.get("emb.npy")
+        if emb is None:
+            continue
+        norm = normalization
+        if norm is None and emb.ndim == 1:
+            norm = "l2" if abs(float(np.linalg.norm(emb.astype(np.float32))) - 1.0) < 1e-2 else None
+        info = {"key": "emb.npy", "dim": int(emb.shape[-1]), "dtype": str(emb.dtype), "normalization": norm}
+        return info | ({"shape": list(emb.shape)} if emb.ndim > 1 else {})
+    return None
 
 
 def shard_name(name: str, k: int) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from contracts.shards import MANIFEST, Manifest, ShardInfo, shard_name
+from contracts.shards import MANIFEST, Manifest, ShardInfo, embedding_info, shard_name, utc_now
 from contracts.storage import Store
 from pipeline.spec import JobSpec, spec_hash
 
@@ -73,6 +74,15 @@ def key_job_id(spec: JobSpec) -> str:
     return job_id_for(spec.model_copy(update={"synthesis": spec.synthesis.model_copy(update={"space": "embedding"})}))
 
 
+def sample_key_id(spec: JobSpec) -> str:
+    """The id a new job's sample keys derive from: `key_job_id` of the spec with each local or `pkg:` model
+    replaced by the sha256 of its files, so keys stay the same when only a model's path changes (a job
+    directory keeps the id it started with in job.json's layout)."""
+    from pipeline.model_refs import key_spec
+
+    return key_job_id(key_spec(spec))
+
+
 def prepare_dir(spec: JobSpec, force: bool, layout: dict | None = None) -> tuple[Store, dict]:
     """Create or reopen the job directory; refuse one that holds another job (unless `force`).
     Returns the store and the job's layout (chunk sizes...), which a resumed run keeps from the first."""
@@ -97,6 +107,8 @@ def prepare_dir(spec: JobSpec, force: bool, layout: dict | None = None) -> tuple
             layout = old.get("layout", layout) if out.exists("stages") else layout
     elif out.glob("*.tar"):
         raise JobConflict(f"output.dir {where!r} already holds shards that no synth2 job wrote; pick another")
+    if spec.kind == "synthesize" and "key_id" not in layout and not out.exists(MANIFEST):
+        layout["key_id"] = sample_key_id(spec)  # a job begun before key ids were content-based keeps its keys
     out.makedirs("stages")
     out.write_json({"job_id": job_id_for(spec), "spec_hash": h, "spec": spec.model_dump(mode="json"),
                     "layout": layout}, "job.json")
@@ -119,7 +131,10 @@ class JobContext:
     @classmethod
     def open(cls, spec: JobSpec, force: bool, executor, layout: dict | None = None) -> JobContext:
         store, layout = prepare_dir(spec, force, layout)
-        return cls(spec, spec_hash(spec), job_id_for(spec), store, Progress(store, job_id_for(spec)), executor, layout)
+        progress = Progress(store, job_id_for(spec))
+        for stage in STAGES.get(spec.kind, ()):  # every stage is listed from the start, so a failure can mark it
+            progress.stages[stage] = {"done": 0, "total": None, "status": "PENDING", "started_at": None}
+        return cls(spec, spec_hash(spec), job_id_for(spec), store, progress, executor, layout)
 
     def finish(self, stats: dict, report: bool = True) -> dict:
         """Write stats.json (and the report, for kinds with captions), then mark the job SUCCEEDED."""
@@ -133,12 +148,38 @@ class JobContext:
         return stats
 
 
+STAGES = {"synthesize": ("caption", "score", "select", "synthesize", "shard"), "embed": ("embed",),
+          "clrs": ("sample",)}
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def error_line(e: BaseException, limit: int = 2000) -> str:
+    """`Type: message` of the error that ended a job, one line, no ANSI colour codes: a Ray task error is
+    unwrapped to its cause (its text is the whole coloured remote traceback)."""
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)  # ray.exceptions.RayTaskError and its subclasses
+        if isinstance(cause, BaseException):
+            e = cause
+            continue
+        break
+    text = _ANSI.sub("", str(e)).strip()
+    if type(e).__name__.startswith("RayTaskError") or "Traceback (most recent call last)" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        text = lines[-1] if lines else text  # the last line of a traceback is the error itself
+    text = " ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    line = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 def record_end(progress: Progress, e: BaseException) -> None:
-    """A job that did not finish says how it ended: STOPPED (interrupted) or FAILED, with the error."""
+    """A job that did not finish says how it ended: STOPPED (interrupted) or FAILED, with the error (one line,
+    no colour codes), and every stage that had not finished is marked so, the ones never started included."""
     progress.status = "STOPPED" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "FAILED"
-    progress.error = f"{type(e).__name__}: {e}" if not isinstance(e, KeyboardInterrupt) else str(e) or "stopped"
+    progress.error = error_line(e) if not isinstance(e, KeyboardInterrupt) else str(e) or "stopped"
     for s in progress.stages.values():
-        if s.get("status") == "RUNNING":
+        if s.get("status") != "SUCCEEDED":
             s["status"] = progress.status
     progress.save()
 
@@ -159,6 +200,21 @@ def _report_metrics(url: str, write_report) -> dict:
     return write_report(url)["metrics"]
 
 
+EMBEDDING_NORM = {"synthesize": "l2", "embed": "l2"}  # the prior's and open_clip's outputs are L2-normalised
+
+
+def describe(ctx: JobContext, manifest: Manifest) -> None:
+    """What a manifest says of itself: when it was created, by which synth2, from which models (sha256 of their
+    files, or hub revisions). A manifest written before these fields existed gets them on its next run."""
+    from pipeline.model_refs import describe_models
+    from pipeline.version import __version__
+
+    manifest.created_at = manifest.created_at or utc_now()
+    manifest.synth2_version = __version__
+    if manifest.models is None:
+        manifest.models = describe_models(ctx.spec)
+
+
 def write_shards(ctx: JobContext, total: int, step, stages: tuple[str, ...], extra: dict | None = None,
                  on_result: Callable[[dict], None] | None = None) -> Manifest:
     """Have workers write shards 0..ceil(total/S)-1 (shard k holds samples [k*S, (k+1)*S)) through
@@ -173,6 +229,7 @@ def write_shards(ctx: JobContext, total: int, step, stages: tuple[str, ...], ext
     if manifest.name != spec.output.name:
         raise JobConflict(f"{spec.output.dir} holds shards named {manifest.name!r}, not {spec.output.name!r}")
     manifest.extra.update(extra or {})
+    describe(ctx, manifest)
     listed = {s.name for s in manifest.shards}
     for stale in store.glob(f"{spec.output.name}-*.tar.tmp") + [
             n for n in store.glob(f"{spec.output.name}-*.tar") if n not in listed]:
@@ -198,6 +255,8 @@ def write_shards(ctx: JobContext, total: int, step, stages: tuple[str, ...], ext
         if unsaved:  # a stopped or failed job keeps every shard a worker finished
             manifest.save(store.url)
     manifest.complete = True
+    if manifest.embedding is None and manifest.shards:
+        manifest.embedding = embedding_info(store.uri(manifest.shards[0].name), EMBEDDING_NORM.get(spec.kind))
     manifest.save(store.url)
     for stage in stages:
         ctx.progress.update(stage, done=manifest.samples, status="SUCCEEDED", shards=len(manifest.shards), force=True)

@@ -56,7 +56,8 @@ def steps(ctx: JobContext) -> list[list]:
     caption = Step.of("caption", CaptionChunks, {"spec": ws, "chunk_rows": rows}, res.caption)
     score = Step.of("score", ScoreChunks, {"spec": ws, "chunk_rows": rows, "store": url}, res.score)
     synth = Step.of("synthesize", SynthesizeShards, {"spec": ws, "store": url, "kept": [], "job_id": ctx.job_id,
-                                                     "key_id": key_job_id(spec)}, res.synthesize)
+                                                     "key_id": ctx.layout.get("key_id") or key_job_id(spec)},
+                     res.synthesize)
     return [[caption, score], [synth]]
 
 
