@@ -44,7 +44,8 @@ log = logging.getLogger("synth2.consumers")
 
 # Modules that call `register` when imported.
 BUILTIN = ("consumers.oversquash.job", "vlm.job", "vlm.loop_job", "consumers.clrs.job", "consumers.homomorphism.job",
-           "consumers.htm.job")
+           "consumers.htm.job", "consumers.coberl.job",
+           "consumers.exploration.job")
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 
 

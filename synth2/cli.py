@@ -196,6 +196,10 @@ from synth2.cli_htm import htm as _htm  # noqa: E402
 
 main.add_command(_htm)
 
+from synth2.cli_coberl import coberl as _coberl  # noqa: E402
+
+main.add_command(_coberl)
+
 from synth2.cli_loop import loop as _loop  # noqa: E402
 
 main.add_command(_loop)

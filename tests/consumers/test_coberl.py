@@ -1,0 +1,203 @@
+"""CoBERL (consumers/coberl): the RELIC loss, masking, the banded episode-aware attention, streaming = the
+parallel unroll, n-step double-Q targets, the learner on a trivial task, the environments, the consumer run
+and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from consumers.coberl.learner import LearnerConfig, SequenceReplay, n_step_targets, train
+from consumers.coberl.model import Agent, AgentConfig, attention_mask, mask_positions, relic_loss
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_contrastive_loss_is_least_when_predictions_equal_targets_and_rises_when_shuffled():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randn(48, 32, generator=gen)
+    same = relic_loss(t.clone(), t, tau=0.1)
+    assert same["kl"].item() == pytest.approx(0.0, abs=1e-6)  # the same similarities seen from either side
+    assert same["accuracy"].item() == 1.0
+    shuffled = relic_loss(t[torch.randperm(48, generator=gen)], t, tau=0.1)
+    assert shuffled["loss"].item() > same["loss"].item() + 5.0
+    assert shuffled["accuracy"].item() < 0.2
+    for scale in (0.3, 1.0, 3.0):  # any perturbation of the predictions costs more
+        noisy = relic_loss(t + scale * torch.randn(48, 32, generator=gen), t, tau=0.1)
+        assert same["loss"].item() < noisy["loss"].item() < shuffled["loss"].item() + 1.0
+    # a gradient step from a shuffled start moves predictions towards their own targets
+    p = t[torch.randperm(48, generator=gen)].clone().requires_grad_(True)
+    relic_loss(p, t)["loss"].backward()
+    stepped = relic_loss(p.detach() - 0.5 * p.grad, t)
+    assert stepped["loss"].item() < relic_loss(p.detach(), t)["loss"].item()
+
+
+@pytest.mark.parametrize("rate,steps", [(0.15, 20), (0.15, 27), (0.5, 10), (0.01, 12)])
+def test_masking_covers_the_configured_share_of_every_sequence(rate, steps):
+    m = mask_positions(64, steps, rate, torch.Generator().manual_seed(1))
+    k = max(1, round(rate * steps))
+    assert (m.sum(1) == k).all()
+    assert abs(m.float().mean().item() - rate) <= 0.5 / steps + (1 / steps if k == 1 else 0)
+    assert m.any(0).all()  # every position is masked in some sequence: no fixed pattern
+
+
+def test_agent_masks_the_configured_share_in_its_contrastive_pass():
+    cfg = AgentConfig(obs_shape=(2, 4, 4), n_actions=3, d_model=16, heads=2, lstm=16, window=3, mask_rate=0.25)
+    agent = Agent(cfg)
+    B, T = 6, 16
+    obs = (torch.rand(B, T, 2, 4, 4) < 0.3).float()
+    first, ep = torch.zeros(B, T, dtype=torch.bool), torch.zeros(B, T, dtype=torch.long)
+    q, aux = agent.unroll(obs, first, ep, agent.initial_state(B), aux=True)
+    assert q.shape == (B, T, 3) and (aux["mask"].sum(1) == 4).all()
+    assert torch.isfinite(aux["loss"])
+    aux["loss"].backward()
+    assert agent.mask_token.grad.abs().sum() > 0 and agent.encoder.stem.weight.grad.abs().sum() > 0
+    _, none = Agent(AgentConfig(**{**cfg.__dict__, "kind": "no_contrastive"})).unroll(
+        obs, first, ep, agent.initial_state(B), aux=True)
+    assert none == {}
+
+
+def test_attention_is_banded_causal_and_stays_inside_an_episode():
+    ep = torch.tensor([[0, 0, 0, 0, 1, 1, 1]])
+    allowed, dist = attention_mask(ep, window=3)
+    a = allowed[0]
+    assert a[3].tolist() == [False, True, True, True, False, False, False]  # the 3 steps ending at 3
+    assert a[4].tolist() == [False, False, False, False, True, False, False]  # a new episode sees only itself
+    assert a[6].tolist() == [False, False, False, False, True, True, True]
+    assert not (a & (dist < 0)).any()
+
+
+def test_acting_step_by_step_equals_the_parallel_unroll_across_episode_ends():
+    torch.manual_seed(0)
+    for kind in ("coberl", "lstm"):
+        agent = Agent(AgentConfig(obs_shape=(3, 5, 5), n_actions=4, kind=kind, d_model=16, heads=2, lstm=16, window=4))
+        T, N = 13, 3
+        obs = (torch.rand(N, T, 3, 5, 5) < 0.3).float()
+        first = torch.zeros(N, T, dtype=torch.bool)
+        first[:, 0] = True
+        first[0, 6] = first[2, 2] = first[2, 9] = True
+        ep = first.long().cumsum(1)
+        q_par, _ = agent.unroll(obs, first, ep, agent.initial_state(N))
+        st = agent.start(N)
+        q_seq = torch.stack([agent.step(obs[:, t], first[:, t], st) for t in range(T)], 1)
+        assert torch.allclose(q_par, q_seq, atol=1e-5), kind
+
+
+def test_n_step_double_q_targets_stop_at_the_end_of_an_episode():
+    rew = torch.tensor([[1.0, 0.0, 2.0, 0.0, 0.0, 1.0]])
+    done = torch.tensor([[False, False, True, False, False, False]])
+    q_on = torch.zeros(1, 6, 2)
+    q_on[0, :, 1] = 1.0  # the online net picks action 1 everywhere
+    q_tg = torch.zeros(1, 6, 2)
+    q_tg[0, :, 0], q_tg[0, :, 1] = 100.0, 10.0  # ... and the target's value of action 1 is used (double Q)
+    g = 0.5
+    tgt = n_step_targets(q_on, q_tg, rew, done, start=0, length=3, n=2, gamma=g)
+    # step 0 bootstraps from step 2 (its episode is still on); steps 1 and 2 reach its end at step 2
+    assert tgt[0].tolist() == pytest.approx([1 + g * 0 + g**2 * 10, 0 + g * 2, 2.0])
+    tgt = n_step_targets(q_on, q_tg, rew, done, start=3, length=2, n=2, gamma=g)
+    assert tgt[0].tolist() == pytest.approx([0 + g * 0 + g**2 * 10, 0 + g * 1 + g**2 * 10])
+
+
+def test_replay_sequences_are_consecutive_steps_of_one_stream_across_the_ring():
+    rep = SequenceReplay(2, 10, (1, 1, 1), lstm=2)
+    for t in range(23):  # wraps the ring twice
+        rep.add(np.full((2, 1, 1, 1), 1.0), np.zeros(2, bool), np.zeros(2, int), np.full((2, 2), t), np.zeros((2, 2)),
+                np.array([t, 100 + t]), np.zeros(2), np.zeros(2, bool))
+    b = rep.sample(np.random.default_rng(0), 64, 4)
+    a = b["act"].numpy()
+    assert (np.diff(a, axis=1) == 1).all() and a.min() % 100 >= 13 and a.max() % 100 <= 22
+    assert (b["h"][:, 0].numpy() == a[:, 0] % 100).all()  # the LSTM state stored with the sequence's first step
+    assert (b["obs"] == 1.0).all()
+
+
+@pytest.mark.parametrize("kind", ["coberl", "lstm"])
+def test_learner_improves_on_a_trivial_environment(kind):
+    from consumers.coberl.envs import Corridor
+
+    cfg = AgentConfig(channels=4, d_model=16, heads=2, lstm=16, window=2)
+    lc = LearnerConfig(frames=1600, envs=8, batch=8, burn_in=2, unroll=6, n_step=2, gamma=0.9, lr=3e-3,
+                       replay_ratio=2.0, learning_starts=200, target_every=20, eps_fraction=0.3, eval_episodes=4,
+                       eval_eps=0.0, curve_points=8)
+    r = train(Corridor, kind, cfg, lc, seed=0)
+    rnd = train(Corridor, "random", cfg, lc, seed=0)
+    assert r["final_eval"]["mean"] == 1.0  # greedy: walks right to the goal in every episode
+    # ... within the time limit and faster than a random walk: more (shorter) episodes at the end
+    late = [e for e in r["episodes"] if e["frames"] > 0.8 * lc.frames]
+    late_rnd = [e for e in rnd["episodes"] if e["frames"] > 0.8 * lc.frames]
+    assert len(late) > 1.3 * len(late_rnd)
+    assert r["auc"] >= rnd["auc"] and r["updates"] > 0
+    if kind == "coberl":
+        assert r["loss"]["contrastive_accuracy"] > 0.0
+
+
+def test_minatar_through_the_homomorphism_wrapper_and_gymnasium():
+    from consumers.coberl.envs import Gymnasium, MinAtar, make
+    from consumers.homomorphism.envs import MinAtar as Base
+
+    env = make("breakout")
+    assert isinstance(env, MinAtar) and isinstance(env, Base) and env.n_actions == 3 and env.obs_shape == (4, 10, 10)
+    o = env.reset(seed=0)
+    o2, r, term, trunc = env.step(2)
+    assert o.shape == o2.shape == (4, 10, 10) and set(np.unique(o)) <= {0.0, 1.0}
+    g = Gymnasium("MinAtar/Breakout-v1")
+    assert g.obs_shape == (4, 10, 10) and g.n_actions == 3
+    assert g.reset(seed=0).shape == (4, 10, 10)
+    with pytest.raises(ValueError, match="needs gym_id"):
+        make("gymnasium")
+
+
+def test_params_reject_inconsistent_settings():
+    from pydantic import ValidationError
+
+    from consumers.coberl.job import CoBERLParams
+
+    with pytest.raises(ValidationError, match="burn_in 2 is shorter than window - 1"):
+        CoBERLParams(window=8, burn_in=2)
+    with pytest.raises(ValidationError, match="gym_id is needed"):
+        CoBERLParams(env="gymnasium")
+    with pytest.raises(ValidationError, match="must not repeat"):
+        CoBERLParams(agents=["lstm", "lstm"])
+    with pytest.raises(ValidationError):
+        CoBERLParams(env="gymnasium", gym_id="evil.module:Env-v0")  # an id only: gymnasium imports modules named so
+
+
+TINY = {"env": "corridor", "frames": 400, "envs": 4, "channels": 4, "d_model": 16, "heads": 2, "lstm": 16,
+        "window": 2, "burn_in": 2, "unroll": 4, "n_step": 2, "batch": 4, "learning_starts": 100, "eval_episodes": 2}
+
+
+def test_consumer_runs_through_run_consumer(tmp_path):
+    from contracts.registry import get, run_consumer
+
+    assert "coberl" in get("coberl").params.model_json_schema()["properties"]["agents"]["items"]["enum"]
+    res = run_consumer("coberl", TINY, str(tmp_path / "run"))
+    s = res["summary"]
+    assert set(s["auc"]) == {"coberl", "no_contrastive", "lstm", "random"}
+    assert {"results.json", "curves.png", "models/coberl-seed0/model.pt", "models/lstm-seed0/config.json"} <= set(res["files"])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert all(r["frames"] == 400 for r in results["runs"]) and len(results["runs"][0]["curve"]) == 20
+    assert results["summary"]["coberl"]["parameters"] > results["summary"]["lstm"]["parameters"]
+
+
+def test_cli_train_then_eval(tmp_path):
+    from synth2.cli import main
+
+    out = tmp_path / "cli"
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    r = CliRunner().invoke(main, ["coberl", "train", *args, "--agents", "coberl,lstm", "--no-plots", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "corridor, 400 frames per run" in r.output and (out / "models" / "coberl-seed0" / "model.pt").exists()
+    r = CliRunner().invoke(main, ["coberl", "eval", "--model", str(out / "models" / "coberl-seed0"), "--episodes", "3",
+                                  "--eps", "0"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["agent"] == "coberl" and len(res["returns"]) == 3
+    r = CliRunner().invoke(main, ["coberl", "train", "--window", "9", "--out", str(out)])
+    assert r.exit_code != 0 and "burn_in" in r.output
