@@ -209,6 +209,15 @@ def view_scene(layout: Layout, pos: tuple[int, int], d: int) -> Scene | None:
     return Scene("single", (Obj(colour, shape, size),), position=POSITIONS[row * 3 + col])
 
 
+def approach(layout: Layout, cell: tuple[int, int]) -> tuple[tuple[int, int], int]:
+    """A free cell next to CELL and the direction from it that faces CELL."""
+    for d, (dr, dc) in enumerate(DIRS):
+        pos = (cell[0] - dr, cell[1] - dc)
+        if layout.grid[pos] == FLOOR and pos not in layout.objects:
+            return pos, d
+    raise ValueError(f"no free cell next to {cell}")
+
+
 def wall_distance(layout: Layout, pos: tuple[int, int], d: int) -> int:
     """Cells of floor straight ahead before a wall (objects do not count), capped at VIEW_DEPTH + 1."""
     r, c = pos

@@ -78,14 +78,9 @@ def test_layout_rooms_are_connected_and_objects_distinct():
 
 
 def _facing(lay, cell):
-    """A free cell next to CELL and the direction that faces it."""
-    from consumers.exploration.env import DIRS
+    from consumers.exploration.env import approach
 
-    for d, (dr, dc) in enumerate(DIRS):
-        pos = (cell[0] - dr, cell[1] - dc)
-        if lay.grid[pos] == FLOOR and pos not in lay.objects:
-            return pos, d
-    raise AssertionError("object cannot be approached")
+    return approach(lay, cell)
 
 
 def test_view_is_the_world_scene_of_the_object_ahead_and_visiting_it_counts():
@@ -226,3 +221,24 @@ def test_consumer_is_registered_and_the_cli_runs(tmp_path):
     assert json.loads(res.output)["condition"] == "random_conv+rnd"
     res = CliRunner().invoke(main, ["explore", "eval", "--model", str(tmp_path)])
     assert res.exit_code != 0 and "config.json" in res.output
+
+
+def test_vlm_embedding_is_the_vlm_mapper_over_its_encoder(tiny_world, tmp_path):
+    from consumers.exploration.embeddings import make_embedding
+    from vlm.model import SynthVLM, VLMConfig
+
+    world, info = tiny_world
+    cfg = VLMConfig(decoder=str(world / "lm"), embed_dim=info["models"]["clip"]["embed_dim"],
+                    encoder=f"local-dir:{world / 'clip'}", freeze_decoder=True, mapper_hidden=32)
+    torch.manual_seed(0)
+    SynthVLM.create(cfg).save_pretrained(tmp_path / "vlm")
+    embed = make_embedding("vlm", vlm=str(tmp_path / "vlm"))
+    env = RoomsEnv(layout_seed=2, image_size=32)
+    env.reset(seed=0)
+    views, caps = _views_of(env, sorted(env.layout.objects)[0], 3, np.random.default_rng(0))
+    e = embed(views, caps)
+    assert e.shape[0] == 3 and torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
+    with torch.no_grad():
+        clip_emb = embed.image(views, caps)
+        want = torch.nn.functional.normalize(embed.vlm.prefix(clip_emb).mean(1), dim=-1)
+    assert torch.allclose(e, want, atol=1e-6)
