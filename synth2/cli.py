@@ -204,6 +204,10 @@ from synth2.cli_loop import loop as _loop  # noqa: E402
 
 main.add_command(_loop)
 
+from synth2.cli_explore import explore as _explore  # noqa: E402
+
+main.add_command(_explore)
+
 
 if __name__ == "__main__":
     main()
