@@ -25,7 +25,7 @@ class CoBERLParams(ConsumerParams):
     seeds: int = Field(1, ge=1, le=50, description="Seeds per agent.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="First seed.")
     frames: int = Field(30_000, ge=100, le=50_000_000, description="Environment frames per run (all agents alike).")
-    envs: int = Field(16, ge=1, le=256, description="Environments stepped in lockstep.")
+    envs: int = Field(32, ge=1, le=256, description="Environments stepped in lockstep.")
     # the agent
     channels: int = Field(16, ge=1, le=256, description="Encoder conv channels.")
     res_blocks: int = Field(1, ge=0, le=8, description="Encoder residual blocks.")
@@ -39,7 +39,7 @@ class CoBERLParams(ConsumerParams):
     consistency: float = Field(1.0, ge=0, le=100, description="Weight of RELIC's consistency (KL) term.")
     contrastive_weight: float = Field(1.0, ge=0, le=100, description="Weight of the contrastive loss (coberl only).")
     # the R2D2-style learner
-    batch: int = Field(16, ge=1, le=4096, description="Sequences per update.")
+    batch: int = Field(32, ge=1, le=4096, description="Sequences per update.")
     burn_in: int = Field(4, ge=0, le=1000, description="Replayed steps before the learnt ones (at least window - 1).")
     unroll: int = Field(12, ge=1, le=1000, description="Learnt steps per sequence.")
     n_step: int = Field(3, ge=1, le=100)
@@ -47,7 +47,7 @@ class CoBERLParams(ConsumerParams):
     lr: float = Field(1e-3, gt=0, le=1)
     replay_ratio: float = Field(2.0, gt=0, le=1000, description="Learnt transitions per environment frame.")
     learning_starts: int = Field(1_000, ge=0, le=50_000_000, description="Frames before the first update.")
-    target_every: int = Field(50, ge=1, le=1_000_000, description="Updates between target-network copies.")
+    target_every: int = Field(25, ge=1, le=1_000_000, description="Updates between target-network copies.")
     eps_end: float = Field(0.05, ge=0, le=1, description="ε after its linear decay from 1.")
     eps_fraction: float = Field(0.25, gt=0, le=1, description="Share of the frames over which ε decays.")
     curve_points: int = Field(20, ge=2, le=1000, description="Points of the learning curve.")
