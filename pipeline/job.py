@@ -153,23 +153,31 @@ STAGES = {"synthesize": ("caption", "score", "select", "synthesize", "shard"), "
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
+_EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
+
+
 def error_line(e: BaseException, limit: int = 2000) -> str:
-    """`Type: message` of the error that ended a job, one line, no ANSI colour codes: a Ray task error is
-    unwrapped to its cause (its text is the whole coloured remote traceback)."""
-    seen = set()
-    while id(e) not in seen:
+    """`Type: message` of the error that ended a job, one line, no ANSI colour codes. Ray's wrappers are
+    unwrapped to the cause (a task error's text is the whole coloured remote traceback; an actor that died in
+    its constructor carries only that text, whose last exception is the one that matters)."""
+    seen: set[int] = set()
+    while id(e) not in seen and type(e).__module__.split(".")[0] == "ray":
         seen.add(id(e))
-        cause = getattr(e, "cause", None)  # ray.exceptions.RayTaskError and its subclasses
-        if isinstance(cause, BaseException):
-            e = cause
-            continue
-        break
-    text = _ANSI.sub("", str(e)).strip()
-    if type(e).__name__.startswith("RayTaskError") or "Traceback (most recent call last)" in text:
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        text = lines[-1] if lines else text  # the last line of a traceback is the error itself
-    text = " ".join(ln.strip() for ln in text.splitlines() if ln.strip())
-    line = f"{type(e).__name__}: {text}" if text else type(e).__name__
+        cause = getattr(e, "cause", None)
+        cause = cause if isinstance(cause, BaseException) else e.__cause__
+        if not isinstance(cause, BaseException) or not str(cause).strip():  # Ray Data's SystemException() marker
+            break
+        e = cause
+    name, text = type(e).__name__, _ANSI.sub("", str(e)).strip()
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and any(ln.lstrip().startswith(("File \"", "Traceback (")) or "direct cause" in ln for ln in lines):
+        last = max((i for i, ln in enumerate(lines) if _EXC_LINE.match(ln)), default=None)
+        if last is not None:  # the last exception of the traceback text, with its message's further lines
+            m = _EXC_LINE.match(lines[last])
+            rest = [ln for ln in lines[last + 1:] if not ln.lstrip().startswith(("File \"", "^"))]
+            name, lines = m.group(1), [m.group(2), *rest]
+    text = " ".join(ln.strip() for ln in lines if ln.strip())
+    line = f"{name}: {text}" if text else name
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 

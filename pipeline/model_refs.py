@@ -105,29 +105,32 @@ def _missing_local(ref: ModelRef, path: str, base: Path | None) -> str | None:
         return _layout_problem(ref, p)
     dirs = [str(d) for d in dict.fromkeys([base.resolve() if base else None, Path.cwd()]) if d is not None]
     msg = "no such file or folder" + ("" if p.is_absolute() else f" (looked in {' and '.join(dirs)})")
-    head = path.split("/")[0]
+    head = "" if p.is_absolute() else path.split("/")[0]
     local_only = p.is_absolute() or path.startswith((".", "~")) or not _HUB_ID.match(path) or Path(head).is_dir()
     if not local_only:  # it reads as a hub id too: fine where the hub is reachable, or cached
         if not _offline() or hub_revision(path):
             return None
         msg += ", and not in the hub cache while the hub is offline (HF_HUB_OFFLINE=1)"
-    if "/" in path and Path(head).is_dir():
+    if head and "/" in path and Path(head).is_dir():
         msg += f"; {head}/ is there, but not this model"
     elif head == "world":
         msg += "; `synth2 world build --out world` builds the embedded world's models"
     return msg
 
 
+_NAMES = {"prior": "a diffusers prior", "decoder": "a decoder or diffusers pipeline", "open_clip": "an open_clip model"}
+
+
 def _layout_problem(ref: ModelRef, p: Path) -> str | None:
     """A folder that cannot hold the model its field needs (cheap checks of the standard layouts)."""
     if not p.is_dir():
         if ref.role in ("prior", "decoder"):
-            return f"{str(p)!r} is a file; a {ref.role} is a folder"
+            return f"a file; {_NAMES[ref.role]} is a folder"
         return None
     need = {"prior": [("prior",)], "decoder": [("decoder",), ("model_index.json",)],
             "open_clip": [("open_clip_config.json",)]}.get(ref.role)
     if need and not any((p / Path(*n)).exists() for n in need):
-        return f"{str(p)!r} has no {' or '.join('/'.join(n) for n in need)}: not a {ref.role} folder"
+        return f"the folder has no {' or '.join('/'.join(n) for n in need)} (not {_NAMES[ref.role]} folder)"
     return None
 
 

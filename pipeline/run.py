@@ -32,7 +32,43 @@ def find_cluster(address: str | None = None) -> str | None:
     return find_bootstrap_address(None)
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, local: bool = False) -> str:
+def quiet_ray() -> None:
+    """Keep Ray's own chatter out of a job's output: Ray Data's progress bars and per-dataset lines, Ray's log
+    lines below ERROR (Ray Data's not at all: a failure is reported once, by the caller). The driver's own log
+    lines still show; the workers' stay in Ray's log files (init_ray(quiet=True) does not copy them here)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.verbose_stats_logs = False
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    _drop_raylet_prints()
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # it logs the job's failure again, with Ray's frames
+
+
+def _drop_raylet_prints() -> None:
+    """The driver prints every error the raylet publishes (a task retried, an actor that died, with its whole
+    traceback) to stdout, whatever `log_to_driver` says; quiet, they go to the log at DEBUG instead. The job's
+    own failure still reaches the caller as an exception."""
+    import ray._private.worker as worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_synth2_quiet", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool, *args, **kwargs):
+        if data.get("pid") == "raylet":
+            log.debug("ray: %s", " ".join(data.get("lines", [])))
+            return None
+        return original(data, ignore_prefix, *args, **kwargs)
+
+    print_to_stdstream._synth2_quiet = True
+    worker.print_to_stdstream = print_to_stdstream
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, local: bool = False,
+             quiet: bool = False) -> str:
     """Join the cluster this job was submitted to, or a running `ray start` (RAY_ADDRESS or the
     machine's current cluster), or else start a local Ray with every server on loopback. Returns
     "cluster", "local", or "running" (this process had joined one already). `local`, or a
@@ -40,13 +76,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, local: boo
     tests), starts a fresh local Ray; on a cluster, CPUs are the cluster's business."""
     import ray
 
+    if quiet:
+        quiet_ray()
     if ray.is_initialized():
         return "running"
+    # Quiet: workers' output stays in Ray's log files (/tmp/ray/session_latest/logs) instead of being copied
+    # here line by line, tracebacks of retried tasks included; `synth2 run --debug` keeps Ray's defaults.
+    log_to_driver = not quiet
     own = local or (num_cpus is not None and not (address or os.environ.get("RAY_ADDRESS")))
     found = None if own else find_cluster(address)
     if found:
         try:
-            ray.init(address=found, log_to_driver=True, configure_logging=False)
+            ray.init(address=found, log_to_driver=log_to_driver, configure_logging=False)
             log.info("joined the Ray cluster at %s (%s)", found, ray.cluster_resources())
             return "cluster"
         except ConnectionError as e:
@@ -57,7 +98,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, local: boo
     # 127.0.0.1 for the machine's routable address and its servers listen on every interface.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-             num_cpus=num_cpus or os.cpu_count(), log_to_driver=True, configure_logging=False)
+             num_cpus=num_cpus or os.cpu_count(), log_to_driver=log_to_driver, configure_logging=False)
     return "local"
 
 
@@ -70,17 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace the output of a different spec in output.dir")
     parser.add_argument("--output-dir", help="override output.dir")
     parser.add_argument("--local", action="store_true", help="run every stage in this process, without Ray")
+    parser.add_argument("--debug", action="store_true", help="on failure, the whole traceback (and Ray's worker logs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(logging.WARNING)
     for name in ("synth2", "pipeline", "generators"):
         logging.getLogger(name).setLevel(logging.INFO)
 
-    from pipeline.runner import JobConflict
+    from pipeline.job import error_line
+    from pipeline.model_refs import resolve_relative
     from pipeline.spec import SpecError, load_spec, parse_spec
 
     try:
-        spec = load_spec(args.spec) if args.spec else parse_spec(json.loads(args.spec_json))
+        spec = resolve_relative(load_spec(args.spec), Path(args.spec).parent) if args.spec else \
+            parse_spec(json.loads(args.spec_json))
         if args.output_dir:
             spec.output.dir = args.output_dir
     except json.JSONDecodeError as e:
@@ -90,9 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         print(str(e), file=sys.stderr)
         return 2
     try:
-        stats = run_spec(spec, force=args.force, local=args.local)
-    except (JobConflict, ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        stats = run_spec(spec, force=args.force, local=args.local, quiet=not args.debug,
+                         spec_dir=Path(args.spec).parent if args.spec else None)
+    except ModelError as e:  # before anything started: the spec's own lines
+        for p in e.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 -- one line a user can act on; --debug shows where it came from
+        if args.debug:
+            raise
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        print("(run again with --debug for the traceback; progress.json in output.dir has the error too)",
+              file=sys.stderr)
         return 1
     summary = {k: v for k, v in stats.items() if k != "metrics"}  # the metrics are in stats.json and the report
     print(json.dumps(summary, indent=1))
@@ -110,13 +163,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_spec(spec, *, force: bool = False, local: bool = False, num_cpus: int | None = None) -> dict:
-    """Run (or resume) a parsed job spec on Ray (or in this process with `local`); returns its stats."""
+class ModelError(ValueError):
+    """A spec whose models cannot be loaded here (pipeline/model_refs.py); `problems` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def run_spec(spec, *, force: bool = False, local: bool = False, num_cpus: int | None = None,
+             quiet: bool = False, spec_dir: str | Path | None = None) -> dict:
+    """Run (or resume) a parsed job spec on Ray (or in this process with `local`); returns its stats.
+    Its models are checked first (ModelError: nothing has started). `quiet` keeps Ray's own log lines and
+    progress bars out of this process's output (the job's own log lines stay)."""
+    from pipeline.model_refs import check_models
     from pipeline.runner import LocalExecutor, RayExecutor, run_job
 
+    if problems := check_models(spec, spec_dir):
+        raise ModelError(problems)
     if local or spec.kind in ("clrs", "consumer"):  # CLRS samplers are cheap NumPy, consumers run here: no Ray
         return run_job(spec, force=force, executor=LocalExecutor())
-    init_ray(num_cpus=num_cpus)
+    init_ray(num_cpus=num_cpus, quiet=quiet)
     return run_job(spec, force=force, executor=RayExecutor())
 
 

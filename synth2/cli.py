@@ -39,14 +39,24 @@ def spec() -> None:
 
 @spec.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def spec_validate(files: tuple[str, ...]) -> None:
-    """Check spec FILES; print each problem as `path.to.field: message (got VALUE)`."""
+@click.option("--schema-only", is_flag=True, help="Check the spec itself, not whether its models are here.")
+def spec_validate(files: tuple[str, ...], schema_only: bool) -> None:
+    """Check spec FILES; print each problem as `path.to.field: message (got VALUE)`.
+
+    Model references are checked too: a local path (relative to the spec file's directory, else the current
+    one) must exist, a `pkg:` file must be installed, and with HF_HUB_OFFLINE=1 a hub id must be in the cache.
+    """
+    from pathlib import Path
+
+    from pipeline.model_refs import check_models, resolve_relative
     from pipeline.spec import SpecError, load_spec, spec_hash
 
     failed = False
     for f in files:
         try:
-            s = load_spec(f)
+            s = resolve_relative(load_spec(f), Path(f).parent)
+            if not schema_only and (problems := check_models(s, Path(f).parent)):
+                raise SpecError(problems, f)
         except SpecError as e:
             failed = True
             click.echo(f"{f}: invalid", err=True)
@@ -70,11 +80,16 @@ def spec_schema() -> None:
 @click.option("--force", is_flag=True, help="Replace the output of a different spec in output.dir.")
 @click.option("--output-dir", help="Override output.dir.")
 @click.option("--local", is_flag=True, help="Run every stage in this process, without Ray.")
-def run(spec_path: str, force: bool, output_dir: str | None, local: bool) -> None:
-    """Run (or resume) a job; the same as `python pipeline/run.py`, which `ray job submit` runs."""
+@click.option("--debug", is_flag=True, help="On failure, show the whole traceback (and Ray's own log lines).")
+def run(spec_path: str, force: bool, output_dir: str | None, local: bool, debug: bool) -> None:
+    """Run (or resume) a job; the same as `python pipeline/run.py`, which `ray job submit` runs.
+
+    A failure prints one `error: ...` line (the same error is in output.dir/progress.json); --debug shows it whole.
+    """
     from pipeline.run import main as run_main
 
     args = ["--spec", spec_path] + (["--force"] if force else []) + (["--local"] if local else [])
+    args += ["--debug"] if debug else []
     args += ["--output-dir", output_dir] if output_dir else []
     sys.exit(run_main(args))
 
