@@ -60,9 +60,18 @@ def _walk(data: Any, s: Settings, max_nodes: int) -> None:
 
 
 def parse_body(raw: bytes, content_type: str | None, s: Settings) -> Any:
-    """The body as data; Refused(422) when it is not valid, too deep, or too large once expanded."""
-    is_yaml = "yaml" in (content_type or "")
-    kind = "YAML" if is_yaml else "JSON"
+    """The body as data; Refused(422) when it is not valid, too deep, or too large once expanded. A body
+    without a JSON or YAML Content-Type (none, or curl's default form type) is JSON if it parses as JSON,
+    else YAML."""
+    ct = (content_type or "").split(";")[0].strip().lower()
+    is_yaml, kind = "yaml" in ct, "YAML" if "yaml" in ct else "JSON"
+    if not is_yaml and "json" not in ct:  # no declared type: sniff (JSON is also YAML, but parses faster)
+        try:
+            json.loads(raw or b"null")
+        except RecursionError:  # JSON, too deep: refused below
+            pass
+        except ValueError:
+            is_yaml, kind = True, "JSON or YAML"
     try:
         if is_yaml:
             _scan_yaml(raw, s)
