@@ -8,6 +8,7 @@ written to shards). For a plain shard directory it covers the shards' captions.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -61,8 +62,17 @@ def _alignment_values(a: np.ndarray, seed: int = 0) -> list[float]:
     return [round(float(v), 4) for v in a]
 
 
-def collect_job(directory: str | Path) -> dict:
-    """The report of a job directory written by `run_job` (job.json, stages/, shards, stats.json)."""
+def _subsample(n: int, limit: int | None, seed: int) -> np.ndarray | None:
+    """Sorted positions of a seeded uniform sample of `limit` of `n` items, or None when all are kept."""
+    if limit is None or limit >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def collect_job(directory: str | Path, limits: dict[str, int] | None = None, clusters: int = 16) -> dict:
+    """The report of a job directory written by `run_job` (job.json, stages/, shards, stats.json).
+    `limits` ({"generated": n, "selected": m}) measures a seeded uniform sample of that many captions of a set
+    (`compare`: both sides at the same size); `clusters` is the most k-means clusters of cluster entropy."""
     from contracts.shards import iter_samples
     from pipeline.prompts import build_requests
     from pipeline.selection import match_concepts
@@ -80,7 +90,10 @@ def collect_job(directory: str | Path) -> dict:
     texts = [str(t) for t in cap["caption"][valid]]
     concepts = [match_concepts(t, bank) or list(requests[int(cap["index"][i])].concepts) for t, i in zip(texts, valid)]
     seed = spec.captions.sampling.seed
-    generated = caption_metrics(texts, cap["text_emb"][valid], concepts, bank, seed=seed,
+    limits = limits or {}
+    if (keep := _subsample(len(valid), limits.get("generated"), seed)) is not None:
+        valid, texts, concepts = valid[keep], [texts[i] for i in keep], [concepts[i] for i in keep]
+    generated = caption_metrics(texts, cap["text_emb"][valid], concepts, bank, seed=seed, clusters=clusters,
                                 near_dup_threshold=spec.scoring.near_dup_threshold)
 
     pos = {int(i): k for k, i in enumerate(cap["index"])}
@@ -91,10 +104,12 @@ def collect_job(directory: str | Path) -> dict:
         s_texts.append(sample["txt"])
         s_concepts.append(meta.get("concepts") or meta.get("prompt_concepts") or [])
         s_align.append(meta.get("scores", {}).get("prior_alignment", np.nan))
+    if (keep := _subsample(len(s_idx), limits.get("selected"), seed)) is not None:
+        s_idx, s_texts, s_concepts, s_align = ([x[i] for i in keep] for x in (s_idx, s_texts, s_concepts, s_align))
     s_emb = cap["text_emb"][s_idx] if s_idx else np.zeros((0, cap["text_emb"].shape[1]))
     align = np.array(s_align, dtype=np.float64)
     align = align[~np.isnan(align)]
-    selected = caption_metrics(s_texts, s_emb, s_concepts, bank, alignment=align, seed=seed,
+    selected = caption_metrics(s_texts, s_emb, s_concepts, bank, alignment=align, seed=seed, clusters=clusters,
                                near_dup_threshold=spec.scoring.near_dup_threshold)
     return {
         "version": REPORT_VERSION, "kind": "job", "title": f"{spec.name} ({job['job_id']})", "source": str(directory),
@@ -115,11 +130,21 @@ def _drop_counts(m: dict) -> dict:
     return {k: v for k, v in m.items() if k != "concept_counts"}
 
 
-def collect_shards(directory: str | Path, encoder: str | None = None) -> dict:
+@functools.lru_cache(maxsize=2)
+def _encoder(name: str):
+    """An encoder, loaded once per process (`compare` measures up to four sets with it)."""
+    from generators.encoders import Encoder
+
+    return Encoder(name)
+
+
+def collect_shards(directory: str | Path, encoder: str | None = None, limit: int | None = None,
+                   clusters: int = 16) -> dict:
     """The report of any shard directory (synthetic or real). Text embeddings come from `encoder`
     (an open_clip name), by default the encoder named in the manifest's spec; without one, the
     embedding metrics are left out. Memory is bounded: Vendi is streamed exactly over every caption,
-    and the other embedding metrics use a uniform reservoir sample of EMBEDDING_ROWS captions."""
+    and the other embedding metrics use a uniform reservoir sample of EMBEDDING_ROWS captions. `limit` measures
+    a seeded uniform sample of that many samples instead of all (`compare`)."""
     from contracts.shards import Manifest, iter_samples
     from pipeline.metrics import alignment_summary, balance_metrics, concept_counts, distinct_n, exact_duplicate_rate
 
@@ -131,11 +156,7 @@ def collect_shards(directory: str | Path, encoder: str | None = None) -> dict:
     for section in ("synthesis", "input"):  # a synthesize job's encoder, or an embed job's
         if encoder is None and (spec.get(section) or {}).get("encoder"):
             encoder = spec[section]["encoder"]["name"]
-    enc = None
-    if encoder:
-        from generators.encoders import Encoder
-
-        enc = Encoder(encoder)
+    enc = _encoder(encoder) if encoder else None
     rng = np.random.default_rng(0)
     texts, concepts, align = [], [], []
     res_emb: list[np.ndarray] = []  # reservoir: (text index, embedding)
@@ -156,7 +177,11 @@ def collect_shards(directory: str | Path, encoder: str | None = None) -> dict:
                     res_idx[j], res_emb[j] = i, row
         batch.clear()
 
-    for s in iter_samples(directory):
+    chosen = _subsample(m.samples, limit, 0)
+    chosen = set(chosen.tolist()) if chosen is not None else None
+    for position, s in enumerate(iter_samples(directory)):
+        if chosen is not None and position not in chosen:
+            continue
         meta = s.get("json") or {}
         texts.append(s["txt"])
         concepts.append(meta.get("concepts") or meta.get("prompt_concepts") or [])
@@ -173,7 +198,8 @@ def collect_shards(directory: str | Path, encoder: str | None = None) -> dict:
         emb = np.stack(res_emb)
         threshold = (spec.get("scoring") or {}).get("near_dup_threshold", 0.95)
         metrics = caption_metrics([texts[i] for i in res_idx], emb, [concepts[i] for i in res_idx], bank,
-                                  alignment=align_arr if align else None, near_dup_threshold=threshold)
+                                  alignment=align_arr if align else None, near_dup_threshold=threshold,
+                                  clusters=clusters)
         metrics["vendi"] = vendi_from_gram(cov, len(texts))  # exact, over every caption
         metrics["vendi_per_caption"] = metrics["vendi"] / min(len(texts), emb.shape[1])
         metrics["embedding_sample"] = len(res_idx)
@@ -197,11 +223,53 @@ def collect_shards(directory: str | Path, encoder: str | None = None) -> dict:
     }
 
 
-def collect(path: str | Path, encoder: str | None = None) -> dict:
+def collect(path: str | Path, encoder: str | None = None, limits: dict[str, int] | None = None,
+            clusters: int = 16) -> dict:
     store = Store(path)
     if store.exists("job.json") and store.read_json("job.json")["spec"].get("kind", "synthesize") == "synthesize":
-        return collect_job(path)
-    return collect_shards(path, encoder)
+        return collect_job(path, limits, clusters)
+    return collect_shards(path, encoder, (limits or {}).get("selected"), clusters)
+
+
+def cluster_k(n: int, clusters: int = 16) -> int:
+    """The k of cluster entropy for n captions (caption_metrics' rule: at least ~20 captions a cluster)."""
+    return min(clusters, max(2, n // 20))
+
+
+def compare(path_a: str | Path, path_b: str | Path, encoder: str | None = None) -> tuple[dict, dict]:
+    """Both reports, measured at equal size: for each caption set both have (selected; generated too for two
+    jobs), the larger is replaced by a seeded uniform sample of the smaller's size (distinct-n, Vendi and the
+    duplicate rates all move with size), so cluster entropy also uses the same k on both sides. Each report's
+    `comparison` says what was sampled; its `metrics_full` keeps the full-size metrics."""
+    def checked(path):
+        if not Store(path).exists():
+            raise FileNotFoundError(f"{path}: no such file or directory")
+        return collect(path, encoder)
+
+    a, b = checked(path_a), checked(path_b)
+    sets = [s for s in ("selected", "generated") if s in a["metrics"] and s in b["metrics"]]
+    sizes = {s: (a["metrics"][s].get("n", 0), b["metrics"][s].get("n", 0)) for s in sets}
+    note: dict[str, dict] = {}
+    redo: dict[str, dict[str, int]] = {"A": {}, "B": {}}
+    for s, (na, nb) in sizes.items():
+        n = min(na, nb)
+        note[s] = {"n": n, "cluster_k": cluster_k(n), "seed": 0 if a["kind"] == "shards" else None,
+                   "subsampled": None, "from": None}
+        if na != nb and n > 0:
+            side = "A" if na > nb else "B"
+            redo[side][s] = n
+            note[s] |= {"subsampled": side, "from": max(na, nb)}
+    for side, data, path in (("A", a, path_a), ("B", b, path_b)):
+        if redo[side]:
+            small = collect(path, encoder, limits=redo[side])
+            data["metrics_full"] = data["metrics"]
+            data["metrics"] = {**data["metrics"], **{s: small["metrics"][s] for s in redo[side]}}
+            for s in redo[side]:
+                note[s]["seed"] = (data["spec"] or {}).get("captions", {}).get("sampling", {}).get("seed", 0) \
+                    if data["kind"] == "job" else 0
+    for data in (a, b):
+        data["comparison"] = note
+    return a, b
 
 
 def write_report(path: str | Path, data: dict | None = None) -> dict:

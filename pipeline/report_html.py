@@ -565,7 +565,8 @@ def render_compare(a: dict, b: dict) -> str:
                     f'<dt>spec hash</dt><dd>{esc((d.get("spec_hash") or "")[:12]) or "—"}</dd>'
                     f'<dt>created</dt><dd>{esc(_when(d.get("created_at")))}</dd></dl></div>' for n, d in ids)
     parts = [f'<header><div class="kind">Comparison</div><div class="grid2">{heads}</div></header>']
-    parts.append(_section("Caption diversity and balance: A vs B", compare_table(a, b), "metrics-section"))
+    note = "".join(f'<p class="note">{esc(line)}</p>' for line in comparison_note(a.get("comparison") or {}))
+    parts.append(_section("Caption diversity and balance: A vs B", note + compare_table(a, b), "metrics-section"))
     parts.append(_section("Counts", '<div class="grid2">' + "".join(
         f"<div><h3>{n}</h3>{funnel_table(d.get('stats') or {})}</div>" for n, d in ids) + "</div>", "counts"))
     parts.append(_section("Concepts", "".join(
@@ -577,3 +578,17 @@ def render_compare(a: dict, b: dict) -> str:
         '<p class="note">Neither side has prior alignment scores.</p>'
     parts.append(_section("Prior alignment", inner, "alignment"))
     return _page(f"synth2 comparison: {a.get('title', '')} vs {b.get('title', '')}", "\n".join(parts))
+
+
+def comparison_note(note: dict) -> list[str]:
+    """One line per caption set: at which size both sides were measured, and which side was sampled."""
+    lines = []
+    for s, v in note.items():
+        if v.get("subsampled"):
+            lines.append(f"{s}: {v['subsampled']}'s {v['from']:,} captions sampled down to {v['n']:,} (seed "
+                         f"{v['seed']}), the other side's count, so both are measured at the same size; cluster "
+                         f"entropy with k = {v['cluster_k']} on both")
+        else:
+            lines.append(f"{s}: both sides have {v['n']:,} captions; cluster entropy with k = {v['cluster_k']} on both")
+    return lines
+

@@ -84,15 +84,18 @@ def report(path: str, other: str | None, out_file: str | None, encoder: str | No
 
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     try:
-        data = _report_data(path, encoder)
         if other:
-            data_b = _report_data(other, encoder)
+            from pipeline.report import compare
+
+            data, data_b = compare(path, other, encoder)  # both at the same size (the larger one sampled)
             wrote = [_write_file(out_file or "compare.html", render_compare(data, data_b))]
-        elif out_file is None and data["kind"] == "job" and _writable_dir(path):
-            write_report(path, data)
-            wrote = [Store(path).uri("report.html"), Store(path).uri("report.json")]
         else:
-            wrote = [_write_file(out_file or "report.html", render(data))]
+            data = _report_data(path, encoder)
+            if out_file is None and data["kind"] == "job" and _writable_dir(path):
+                write_report(path, data)
+                wrote = [Store(path).uri("report.html"), Store(path).uri("report.json")]
+            else:
+                wrote = [_write_file(out_file or "report.html", render(data))]
     except (OSError, ValueError, KeyError) as e:
         msg = str(e) if not isinstance(e, KeyError) else f"missing {e} in the job or shard metadata"
         click.echo(f"error: {msg}", err=True)
@@ -101,8 +104,13 @@ def report(path: str, other: str | None, out_file: str | None, encoder: str | No
     if other:
         if as_json:
             click.echo(json.dumps({"a": {"title": data["title"], "metrics": data["metrics"]},
-                                   "b": {"title": data_b["title"], "metrics": data_b["metrics"]}}, indent=2, default=float))
+                                   "b": {"title": data_b["title"], "metrics": data_b["metrics"]},
+                                   "comparison": data["comparison"]}, indent=2, default=float))
             return
+        from pipeline.report_html import comparison_note
+
+        for line in comparison_note(data["comparison"]):
+            say(line)
         a, b = data["metrics"], data_b["metrics"]
         for s in ("selected", "generated"):
             if s in a and s in b:
