@@ -7,6 +7,27 @@ import json
 import click
 
 
+def source_error(e: BaseException) -> str:
+    """One line for a source that could not be read, with what to do about it (a service URL's key, a job id,
+    a service that is not there)."""
+    import os
+    import urllib.error
+
+    msg = str(e.reason if isinstance(e, urllib.error.URLError) and not isinstance(e, urllib.error.HTTPError)
+              else e)
+    if "HTTP 401" in msg or "HTTP 403" in msg:
+        service = os.environ.get("SYNTH2_URL") or "http://127.0.0.1:8000"
+        if not os.environ.get("SYNTH2_API_KEY"):
+            return f"{msg}: the service needs an API key; set SYNTH2_API_KEY (and SYNTH2_URL, if the service is " \
+                   f"not {service})"
+        return f"{msg}: the key was refused, or not sent (SYNTH2_API_KEY goes only to SYNTH2_URL, {service})"
+    if "HTTP 404" in msg:
+        return f"{msg}: no such job on that service, or it has no shards yet (`synth2 jobs list` shows its jobs)"
+    if isinstance(e, urllib.error.URLError) or isinstance(e, ConnectionError):
+        return f"cannot reach the data source ({msg}): is the service running, and is the URL right?"
+    return msg
+
+
 @click.group()
 def vlm() -> None:
     """Finetune the VLM on shards and evaluate it."""
@@ -50,8 +71,8 @@ def vlm_train(sources, decoder, out, steps, batch_size, lr, decoder_lr, prefix_l
                           freeze_decoder=freeze_decoder, lora_r=lora_r, noise_std=noise_std, noise_on=noise_on,
                           seed=seed, ckpt_every=ckpt_every, num_workers=workers, threads=threads)
         res = train_ray(cfg, ray_workers, gpu, ray_address, force) if ray_workers else train(cfg, force)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from None
+    except (ValueError, OSError) as e:  # a source that cannot be read: one line, no traceback
+        raise click.ClickException(source_error(e)) from None
     click.echo(json.dumps(res, indent=1))
     click.echo(f"model: {out}/model   loss plot: {out}/loss.png")
 
@@ -75,8 +96,8 @@ def vlm_eval(model, data, beams, limit, stored_embeddings, out) -> None:
         raise click.BadParameter(f"expected comma-separated integers (got {beams!r})", param_hint="--beams") from None
     try:
         res = evaluate(model, data, nb, use_images=not stored_embeddings, limit=limit, out=out)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from None
+    except (ValueError, OSError) as e:
+        raise click.ClickException(source_error(e)) from None
     click.echo(f"{res['samples']} samples of {data} (images encoded: {res['images_encoded']})")
     click.echo(summary_table(res))
     for ex in next(iter(res["decoding"].values()))["examples"][:4]:
