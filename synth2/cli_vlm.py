@@ -99,8 +99,61 @@ def vlm_eval(model, data, beams, limit, stored_embeddings, out) -> None:
     except (ValueError, OSError) as e:
         raise click.ClickException(source_error(e)) from None
     click.echo(f"{res['samples']} samples of {data} (images encoded: {res['images_encoded']})")
-    click.echo(summary_table(res))
+    click.echo(eval_table(res, constant_baseline(data, limit)) if any("world" in r for r in res["decoding"].values())
+               else summary_table(res))
     for ex in next(iter(res["decoding"].values()))["examples"][:4]:
         click.echo(f"  {ex['prediction']!r:60}  ref: {ex['reference']!r}")
     if out:
         click.echo(f"result: {out}")
+
+
+EVAL_COLUMNS = ("colour", "shape", "size", "count", "relation", "composition")
+
+
+def _ci(p: float | None, n: int) -> str:
+    """An accuracy with its 95% interval half-width (normal approximation of the binomial): `0.45 ± 0.03`."""
+    if p is None or not n:
+        return "–"
+    return f"{p:.2f} ± {1.96 * (p * (1 - p) / n) ** 0.5:.2f}"
+
+
+def constant_baseline(data: str, limit: int | None) -> dict:
+    """Scores of the one-caption-for-all baseline: every sample captioned with the test set's most frequent
+    reference (what a model that ignores its image can reach)."""
+    from collections import Counter
+
+    from vlm.evaluate import coco_scores, read_all, world_scores
+
+    samples = read_all(data)[:limit]
+    refs = [s["meta"].get("captions") or [s["txt"]] for s in samples]
+    caption = Counter(r[0] for r in refs).most_common(1)[0][0]
+    preds = [caption] * len(samples)
+    out = coco_scores(preds, refs) | {"caption": caption}
+    w = world_scores(preds, [s["meta"] for s in samples])
+    return out | ({"world": w} if w is not None else {})
+
+
+def eval_table(res: dict, baseline: dict | None = None) -> str:
+    """The evaluation as a markdown table: one row per decoding and one for the constant-caption baseline,
+    accuracies with 95% intervals, and the number of samples each column scores (an attribute is scored only
+    where the scene has it: relations only in two-object scenes)."""
+    head = "| decoding | BLEU-4 | CIDEr | " + " | ".join(EVAL_COLUMNS) + " | held-out comp. |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    rows = list(res["decoding"].items()) + ([("baseline: one caption for all", baseline)] if baseline else [])
+    first = None
+    for name, r in rows:
+        w = r.get("world") or {}
+        a = w.get("attributes", {})
+        first = first or w
+        cells = [name, f"{r['bleu4']:.3f}", f"{r['cider']:.3f}"]
+        cells += [_ci(a.get(k, {}).get("accuracy"), a.get(k, {}).get("n", 0)) for k in EVAL_COLUMNS]
+        h = w.get("held_out_composition", {})
+        cells.append(_ci(h.get("accuracy"), h.get("n", 0)))
+        lines.append("| " + " | ".join(cells) + " |")
+    if first:
+        n = [str(first["attributes"].get(k, {}).get("n", 0)) for k in EVAL_COLUMNS]
+        lines.append("| samples scored | " + str(res["samples"]) + " | " + str(res["samples"]) + " | "
+                     + " | ".join(n) + f" | {first.get('held_out_composition', {}).get('n', 0)} |")
+    if baseline:
+        lines.append(f"\nbaseline caption: {baseline['caption']!r}; ± is a 95% interval over the samples scored")
+    return "\n".join(lines)
