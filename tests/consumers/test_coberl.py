@@ -133,7 +133,8 @@ def test_learner_improves_on_a_trivial_environment(kind):
     late = [e for e in r["episodes"] if e["frames"] > 0.8 * lc.frames]
     late_rnd = [e for e in rnd["episodes"] if e["frames"] > 0.8 * lc.frames]
     assert len(late) > 1.3 * len(late_rnd)
-    assert r["auc"] >= rnd["auc"] and r["updates"] > 0
+    assert len(late) >= 0.85 * (0.2 * lc.frames) / 4  # near the optimum: 4 steps an episode
+    assert r["updates"] > 0
     if kind == "coberl":
         assert r["loss"]["contrastive_accuracy"] > 0.0
 
@@ -169,7 +170,7 @@ def test_params_reject_inconsistent_settings():
         CoBERLParams(env="gymnasium", gym_id="evil.module:Env-v0")  # an id only: gymnasium imports modules named so
 
 
-TINY = {"env": "corridor", "frames": 400, "envs": 4, "channels": 4, "d_model": 16, "heads": 2, "lstm": 16,
+TINY = {"env": "corridor", "frames": 256, "envs": 4, "channels": 4, "d_model": 16, "heads": 2, "lstm": 16,
         "window": 2, "burn_in": 2, "unroll": 4, "n_step": 2, "batch": 4, "learning_starts": 100, "eval_episodes": 2}
 
 
@@ -182,7 +183,7 @@ def test_consumer_runs_through_run_consumer(tmp_path):
     assert set(s["auc"]) == {"coberl", "no_contrastive", "lstm", "random"}
     assert {"results.json", "curves.png", "models/coberl-seed0/model.pt", "models/lstm-seed0/config.json"} <= set(res["files"])
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert all(r["frames"] == 400 for r in results["runs"]) and len(results["runs"][0]["curve"]) == 20
+    assert all(r["frames"] == 256 for r in results["runs"]) and len(results["runs"][0]["curve"]) == 20
     assert results["summary"]["coberl"]["parameters"] > results["summary"]["lstm"]["parameters"]
 
 
@@ -193,7 +194,7 @@ def test_cli_train_then_eval(tmp_path):
     args = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     r = CliRunner().invoke(main, ["coberl", "train", *args, "--agents", "coberl,lstm", "--no-plots", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "corridor, 400 frames per run" in r.output and (out / "models" / "coberl-seed0" / "model.pt").exists()
+    assert "corridor, 256 frames per run" in r.output and (out / "models" / "coberl-seed0" / "model.pt").exists()
     r = CliRunner().invoke(main, ["coberl", "eval", "--model", str(out / "models" / "coberl-seed0"), "--episodes", "3",
                                   "--eps", "0"])
     assert r.exit_code == 0, r.output
