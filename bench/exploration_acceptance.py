@@ -162,6 +162,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clip-only", action="store_true", help="Train (or check) the CLIP and stop.")
     args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     work = Path(args.work)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

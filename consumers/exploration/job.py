@@ -34,7 +34,8 @@ class ExploreParams(ConsumerParams):
     random_policy: bool = Field(True, description="Also run a uniformly random policy.")
     seeds: list[int] = Field([0], min_length=1, max_length=16, description="One layout and one run per seed.")
     layout_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="The map; default: each run's seed.")
-    steps: int = Field(20_000, ge=64, le=10_000_000, description="Environment steps per run (all envs together).")
+    steps: int = Field(20_000, ge=64, le=10_000_000, description="Environment steps per run (all envs together), "
+                                                                 "rounded down to whole rollouts (at least one).")
     episode_steps: int = Field(200, ge=8, le=10_000, description="Steps per episode.")
     rooms: int = Field(3, ge=1, le=8, description="Rooms per side of the map.")
     room_size: int = Field(4, ge=3, le=12, description="Cells per side of a room.")

@@ -221,6 +221,9 @@ def test_consumer_is_registered_and_the_cli_runs(tmp_path):
     assert json.loads(res.output)["condition"] == "random_conv+rnd"
     res = CliRunner().invoke(main, ["explore", "eval", "--model", str(tmp_path)])
     assert res.exit_code != 0 and "config.json" in res.output
+    done = registry.run_consumer("explore", {"embeddings": [], "steps": 64, "n_envs": 2, "episode_steps": 16,
+                                             "image_size": 32, "rooms": 2}, str(tmp_path / "consumer"))
+    assert set(done["summary"]["objects_per_episode"]) == {"random"} and "coverage.png" in done["files"]
 
 
 def test_vlm_embedding_is_the_vlm_mapper_over_its_encoder(tiny_world, tmp_path):
