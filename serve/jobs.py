@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from contracts.storage import Store
@@ -32,6 +33,31 @@ def consumer_spec(name: str, data: Any) -> dict:
     if isinstance(data, dict):
         return {"version": 1, "name": name, "kind": "consumer", "consumer": {"name": name, "params": data}}
     raise Refused(422, [f"(body): the params of consumer {name!r} as an object (got {type(data).__name__})"])
+
+
+def own_job_sources(spec: dict, base_url: str, find: Callable[[str], dict | None]) -> dict:
+    """A consumer run's params that name a job of this same service by URL (`{base_url}v1/jobs/ID`, optionally
+    `/manifest` and `@WEIGHT`) read that job's output directory instead: the run's process holds no API key (and
+    needs none for the service's own outputs). `find(ID)` gives the job if the submitting key may see it; a URL
+    of a job it may not see, or of another service, is left as it is (the policy decides)."""
+    prefix = base_url.rstrip("/") + "/v1/jobs/"
+
+    def local(value: Any) -> Any:
+        if isinstance(value, list):
+            return [local(v) for v in value]
+        if isinstance(value, dict):
+            return {k: local(v) for k, v in value.items()}
+        if not isinstance(value, str) or not value.startswith(prefix):
+            return value
+        url, sep, weight = value.rpartition("@") if "@" in value[len(prefix):] else (value, "", "")
+        job_id = url[len(prefix):].removesuffix("/").removesuffix("/manifest")
+        job = find(job_id) if job_id and "/" not in job_id else None
+        return f"{job['output_dir']}{sep}{weight}" if job and job.get("output_dir") else value
+
+    consumer = spec.get("consumer")
+    if not isinstance(consumer, dict) or not isinstance(consumer.get("params"), dict):
+        return spec
+    return {**spec, "consumer": {**consumer, "params": local(consumer["params"])}}
 
 
 class JobManager:

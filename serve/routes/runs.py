@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serve.deps import DB, Config, Key, Manager, key_id, own_key_filter, visible
 from serve.files import output_file, output_files
-from serve.jobs import consumer_spec
+from serve.jobs import consumer_spec, own_job_sources
 from serve.models import FileList, RunList, RunView, Status
 from serve.routes import TEXT, errors
 from serve.routes.consumers import Consumer
@@ -36,9 +36,11 @@ Run = Annotated[dict, Depends(find_run)]
 
 @router.post("", status_code=202, response_model=RunView, openapi_extra=PARAMS_BODY,
              responses=errors(409, 413, 422, 429) | {202: {"headers": {"Location": {"schema": {"type": "string"}}}}})
-async def submit_run(consumer: Consumer, request: Request, kid: Key, manager: Manager, settings: Config):
+async def submit_run(consumer: Consumer, request: Request, kid: Key, manager: Manager, settings: Config, store: DB):
     """Queue a run: the body is its params (JSON or YAML) or a whole `kind: consumer` spec; 422 names the field."""
     spec = consumer_spec(consumer.name, await read_spec(request, settings, empty={}))
+    spec = own_job_sources(spec, str(request.base_url), lambda jid: j if visible(j := store.get(jid), kid, settings)
+                           else None)  # this service's job URLs: read from its output directory, no key needed
     job = await run_in_threadpool(manager.submit, spec, kid)
     return accepted(run_view(job))
 
