@@ -20,6 +20,7 @@ from contracts.storage import Store
 from pipeline.spec import JobSpec, spec_hash
 
 log = logging.getLogger(__name__)
+LOG_EVERY_S = 15.0  # a running stage's progress line, at most this often (and on every status change)
 
 
 class JobConflict(RuntimeError):
@@ -34,6 +35,7 @@ class Progress:
     status: str = "RUNNING"
     error: str | None = None
     _last: float = 0.0
+    _logged: dict[str, float] = field(default_factory=dict)
 
     def update(self, stage: str, done: int | None = None, total: int | None = None, status: str | None = None,
                force: bool = False, **extra) -> None:
@@ -46,14 +48,27 @@ class Progress:
             s["done"] = int(done)
         if total is not None:
             s["total"] = int(total)
+        changed = bool(status) and status != s["status"]
         if status:
             s["status"] = status
         s.update(extra)
         ran = s["done"] - s.get("resumed_at", 0)
         if s["started_at"] and ran > 0 and now - s["started_at"] >= 0.5:  # no rate from a resumed instant
             s["rate_per_s"] = round(ran / max(now - s["started_at"], 1e-6), 2)
+        if changed or (s["status"] == "RUNNING" and now - self._logged.get(stage, 0.0) >= LOG_EVERY_S):
+            self._logged[stage] = now
+            log.info("%s", self.line(stage))
         if force or status or now - self._last > 1.0:
             self.save()
+
+    def line(self, stage: str) -> str:
+        """`caption   RUNNING  1024/4800 (21%), 51.2/s` (resumed work counted in the count, not the rate)."""
+        s = self.stages[stage]
+        count = f"{s['done']}/{s['total']}" if s.get("total") else str(s["done"])
+        pct = f" ({100 * s['done'] / s['total']:.0f}%)" if s.get("total") else ""
+        rate = f", {s['rate_per_s']:g}/s" if s.get("rate_per_s") else ""
+        resumed = f", {s['resumed_at']} from an earlier run" if s.get("resumed_at") else ""
+        return f"{stage:<10} {s['status']:<9} {count}{pct}{rate}{resumed}"
 
     def save(self) -> None:
         self._last = time.time()

@@ -77,3 +77,25 @@ def test_clrs_cli_prints_fractions_like_the_consumer_summary():
     text = format_scores(summary(res) | {"micro_f1": res["test_micro_f1"]}, res["test"]["per_feature"], "test")
     assert "micro-F1 0.8125" in text and "0.7500" in text and "%" not in text
     assert summary(res)["test_micro_f1"] == 0.8125 and summary(res)["per_feature"]["pi"] == 0.75
+
+
+def test_progress_lines_for_the_console(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import pipeline.job as job
+
+    clock = [1000.0]
+    monkeypatch.setattr(job.time, "time", lambda: clock[0])
+    p = job.Progress(Store(tmp_path), "j")
+    with caplog.at_level(logging.INFO, logger="pipeline.job"):
+        p.update("caption", done=900, total=1000, status="RUNNING")
+        clock[0] += 1
+        p.update("caption", done=910)  # within LOG_EVERY_S of the last line: quiet
+        clock[0] += job.LOG_EVERY_S
+        p.update("caption", done=980)
+        p.update("caption", done=1000, status="SUCCEEDED")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["caption    RUNNING   900/1000 (90%), 900 from an earlier run",
+                     "caption    RUNNING   980/1000 (98%), 5/s, 900 from an earlier run",
+                     "caption    SUCCEEDED 1000/1000 (100%), 6.25/s, 900 from an earlier run"]
+    assert "logged_at" not in (tmp_path / "progress.json").read_text()
