@@ -56,9 +56,22 @@ def steps(ctx: JobContext) -> list[list]:
     caption = Step.of("caption", CaptionChunks, {"spec": ws, "chunk_rows": rows}, res.caption)
     score = Step.of("score", ScoreChunks, {"spec": ws, "chunk_rows": rows, "store": url}, res.score)
     synth = Step.of("synthesize", SynthesizeShards, {"spec": ws, "store": url, "kept": [], "job_id": ctx.job_id,
-                                                     "key_id": ctx.layout.get("key_id") or key_job_id(spec)},
-                     res.synthesize)
+                                                     "key_id": ctx.layout.get("key_id") or key_job_id(spec),
+                                                     "generator": sample_generator(ctx)}, res.synthesize)
     return [[caption, score], [synth]]
+
+
+def sample_generator(ctx: JobContext) -> dict | None:
+    """Each sample's `generator` metadata: its models as the spec names them (not as this machine's absolute
+    paths) and the sha256 of their files, so a sample says what made it and its bytes do not depend on where
+    the checkout lies. None for a job begun before (it keeps writing what its first shards have)."""
+    if "key_id" not in ctx.layout:
+        return None
+    from pipeline.model_refs import describe_models
+    from pipeline.tasks import generator_meta
+
+    digests = {d["field"]: d["sha256"] for d in describe_models(ctx.spec) if "sha256" in d}
+    return generator_meta(ctx.spec) | ({"sha256": digests} if digests else {})
 
 
 def run(ctx: JobContext) -> dict:

@@ -183,7 +183,7 @@ class SynthesizeShards(_Task):
     pixel space), the shard written and renamed; its ShardInfo (and alignment sum) out."""
 
     def __init__(self, spec: dict, store: str, kept: list[int], job_id: str, key_id: str,
-                 threads: int | None = None, num_gpus: float = 0.0) -> None:
+                 threads: int | None = None, num_gpus: float = 0.0, generator: dict | None = None) -> None:
         from pipeline.stages import PixelSynthesizeStage, SynthesizeStage
 
         super().__init__(spec, threads, num_gpus, "synthesize")
@@ -194,7 +194,7 @@ class SynthesizeShards(_Task):
         self.pixel = self.spec.synthesis.space == "pixel"
         cls = PixelSynthesizeStage if self.pixel else SynthesizeStage
         self.stage = cls(self.spec.synthesis.model_dump(mode="json"), threads=threads, device=self.device)
-        self.generator = generator_meta(self.spec)
+        self.generator = generator or generator_meta(self.spec)  # the driver's: models as the spec names them
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         s, syn, size = _one(batch, "shard"), self.spec.synthesis, self.spec.output.shard_size

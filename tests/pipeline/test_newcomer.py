@@ -164,6 +164,9 @@ def test_job_manifest_self_described_and_ray_reads_it(tiny_world, tmp_path):
     assert all(abs(np.linalg.norm(s["emb.npy"].astype(np.float32)) - 1) < 1e-2 for s in samples)
     key_id = sample_key_id(spec)
     assert [s["__key__"] for s in samples] == [sample_key(key_id, s["json"]["index"]) for s in samples]
+    gen = samples[0]["json"]["generator"]  # the models as the spec names them, with the sha256 of their files
+    assert gen["captions"]["model"] == spec.captions.model and gen["prior"] == spec.synthesis.prior
+    assert gen["sha256"] == {d["field"]: d["sha256"] for d in m["models"]}
 
     # README: ray.data.read_webdataset on a job directory, skipping manifest.json and the other files
     init_ray(num_cpus=1)
