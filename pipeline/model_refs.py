@@ -94,6 +94,19 @@ def hub_revision(repo_id: str) -> str | None:
     return snaps[-1].name if snaps else None
 
 
+def hub_weight_files(repo_id: str, revision: str | None) -> dict[str, str]:
+    """{weight file: sha256} of a cached hub snapshot, read from the cache's blob names (LFS blobs are named by
+    their sha256), without reading the files."""
+    snap = _hub_cache() / ("models--" + repo_id.replace("/", "--")) / "snapshots" / (revision or "")
+    if not revision or not snap.is_dir():
+        return {}
+    out = {}
+    for f in sorted(snap.rglob("*")):
+        if f.suffix in WEIGHT_SUFFIXES and f.is_symlink() and re.fullmatch(r"[0-9a-f]{64}", Path(os.readlink(f)).name):
+            out[f.relative_to(snap).as_posix()] = Path(os.readlink(f)).name
+    return out
+
+
 def _quote(s: str) -> str:
     return repr(s[:100])
 
@@ -235,9 +248,11 @@ def describe_models(spec: JobSpec) -> list[dict]:
             if Path(path).exists():
                 d |= local_digest(path)
             elif _HUB_ID.match(name):  # a hub id after all
-                d |= {"kind": "hub", "revision": hub_revision(name)}
+                d |= {"kind": "hub", "revision": (rev := hub_revision(name))}
+                d |= {"files": files} if (files := hub_weight_files(name, rev)) else {}
         elif kind == "hub":
-            d["revision"] = hub_revision(name)
+            d["revision"] = rev = hub_revision(name)
+            d |= {"files": files} if (files := hub_weight_files(name, rev)) else {}
         if ref.field == "captions.model" and spec.captions.gguf_file:
             d["gguf_file"] = spec.captions.gguf_file
         enc = _encoder_of(spec, ref.field)

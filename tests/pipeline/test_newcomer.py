@@ -127,13 +127,17 @@ def test_hub_and_pkg_models_described(tmp_path, monkeypatch):
     snap = tmp_path / "hub" / "models--kakaobrain--karlo-v1-alpha"
     (snap / "refs").mkdir(parents=True)
     (snap / "refs" / "main").write_text("0123abcd" * 5)
+    (snap / "blobs").mkdir()
+    (snap / "blobs" / ("ab" * 32)).write_bytes(b"weights")
+    (snap / "snapshots" / ("0123abcd" * 5) / "prior").mkdir(parents=True)
+    (snap / "snapshots" / ("0123abcd" * 5) / "prior" / "model.safetensors").symlink_to(snap / "blobs" / ("ab" * 32))
     import huggingface_hub.constants as c
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
     spec = parse_spec(yaml.safe_load((ROOT / "configs/hub-vitl14-vllm.yaml").read_text()))
     d = {m["field"]: m for m in describe_models(spec)}
     assert d["synthesis.prior"] == {"field": "synthesis.prior", "ref": "kakaobrain/karlo-v1-alpha", "kind": "hub",
-                                    "revision": "0123abcd" * 5}
+                                    "revision": "0123abcd" * 5, "files": {"prior/model.safetensors": "ab" * 32}}
     assert d["synthesis.encoder.name"]["kind"] == "open_clip" and d["synthesis.encoder.name"]["pretrained"] == "openai"
     assert d["captions.model"]["kind"] == "endpoint" and d["captions.model"]["endpoint"].startswith("http://")
 
