@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local", action="store_true", help="run every stage in this process, without Ray")
     parser.add_argument("--debug", action="store_true", help="on failure, the whole traceback (and Ray's worker logs)")
     args = parser.parse_args(argv)
+    if not args.debug:  # model loading's progress bars (transformers, hub) stay out, here and on Ray's workers
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(logging.WARNING)
     for name in ("synth2", "pipeline", "generators"):
