@@ -29,11 +29,21 @@ OUT = ROOT / "bench" / "results" / "coberl"
 AGENTS = ("coberl", "no_contrastive", "lstm", "random")
 
 
-def one_run(job: tuple[str, str, int, int, str]) -> dict:
-    game, kind, seed, frames, out = job
+COBERL_ONLY = ("contrastive_weight", "mask_rate", "tau", "consistency")  # settings no other agent reads
+
+
+def settings(kind: str, overrides: dict) -> dict:
+    """The settings a run of KIND depends on: a cached run is reused only when they are the same."""
+    return {k: v for k, v in overrides.items() if kind == "coberl" or k not in COBERL_ONLY}
+
+
+def one_run(job: tuple[str, str, int, int, str, dict]) -> dict:
+    game, kind, seed, frames, out, overrides = job
     path = Path(out) / "runs" / f"{game}-{kind}-seed{seed}.json"
-    if path.exists() and json.loads(path.read_text())["budget"] == frames:
-        return json.loads(path.read_text())
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old["budget"] == frames and old.get("settings", {}) == settings(kind, overrides):
+            return old
     import torch
 
     torch.set_num_threads(1)
@@ -42,12 +52,12 @@ def one_run(job: tuple[str, str, int, int, str]) -> dict:
     from consumers.coberl.learner import train
     from consumers.coberl.train import configs
 
-    params = CoBERLParams(env=game, frames=frames)
+    params = CoBERLParams(env=game, frames=frames, **overrides)
     cfg, lc = configs(params)
     r = train(lambda: make(game), kind, cfg, lc, seed=seed)
     r.pop("agent"), r.pop("agent_config")
     r["episodes_count"] = len(r.pop("episodes"))
-    r["game"], r["budget"] = game, frames
+    r["game"], r["budget"], r["settings"] = game, frames, settings(kind, overrides)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(r, indent=1))
     print(f"{game:15s} {kind:15s} seed {seed}: AUC {r['auc']:.3f}, return at budget {r['final_eval']['mean']:.3f} "
@@ -101,11 +111,11 @@ def plot(runs: list[dict], games: list[str], path: Path) -> None:
             if not rs:
                 continue
             cs = np.array([[p["mean_return"] for p in r["curve"]] for r in rs])
-            x = [p["frames"] for p in rs[0]["curve"]]
+            x = [p["frames"] / 1000 for p in rs[0]["curve"]]
             ax.plot(x, cs.mean(0), color=COLORS[kind], label=f"{kind} (AUC {cs.mean():.2f})",
                     ls=":" if kind == "random" else "-")
             ax.fill_between(x, cs.min(0), cs.max(0), color=COLORS[kind], alpha=0.12)
-        ax.set(xlabel="frames", ylabel="training episode return", title=f"MinAtar {game} ({len(rs)} seeds)")
+        ax.set(xlabel="thousand frames", ylabel="training episode return", title=f"MinAtar {game} ({len(rs)} seeds)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -120,6 +130,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fresh", action="store_true", help="Delete earlier runs first.")
+    ap.add_argument("--contrastive-weight", type=float, help="CoBERL's contrastive loss weight (default: the "
+                                                                "consumer's); other settings stay the consumer's defaults.")
     ap.add_argument("--only", choices=["summary"])
     ap.add_argument("--out", default=str(OUT), help="Results directory (default bench/results/coberl).")
     args = ap.parse_args()
@@ -132,7 +144,8 @@ def main() -> None:
         for f in (out / "runs").glob("*.json"):
             f.unlink()
     # the slowest agents first, so the last runs of a pool are short
-    jobs = [(g, k, s, args.frames, str(out)) for k in agents for s in seeds for g in games]
+    overrides = {} if args.contrastive_weight is None else {"contrastive_weight": args.contrastive_weight}
+    jobs = [(g, k, s, args.frames, str(out), overrides) for k in agents for s in seeds for g in games]
     t0 = time.time()
     if args.only != "summary":
         if args.workers > 1:
@@ -145,9 +158,9 @@ def main() -> None:
                 one_run(j)
     runs = [json.loads(f.read_text()) for f in sorted((out / "runs").glob("*.json"))]
     runs = [r for r in runs if r["game"] in games and r["kind"] in agents and r["seed"] in seeds
-            and r["budget"] == args.frames]
+            and r["budget"] == args.frames and r.get("settings", {}) == settings(r["kind"], overrides)]
     res = summarise(runs, games, args.frames)
-    res.update(wall_seconds=round(time.time() - t0, 1), workers=args.workers,
+    res.update(wall_seconds=round(time.time() - t0, 1), workers=args.workers, overrides=overrides,
                machine={"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": 1,
                         "note": "2 CPU cores shared with other helpers' jobs"})
     (out / "summary.json").write_text(json.dumps(res, indent=1))
