@@ -98,6 +98,7 @@ class LocalRunner:
                     "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
         if self.settings.local_threads:
             env["SYNTH2_JOB_CPUS"] = str(self.settings.local_threads)
+        env["SYNTH2_JOB_EXECUTOR"] = self.settings.job_executor
         with open(d / "log.txt", "ab") as logf:
             logf.write(f"--- attempt {job['attempts']} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             logf.flush()

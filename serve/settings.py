@@ -13,6 +13,9 @@
     SYNTH2_RAY_PYTHON        interpreter for the Ray job entrypoint               (python)
     RAY_ADDRESS              submit jobs to this Ray cluster (JobSubmissionClient); unset:
                              each job runs as a local subprocess with its own local Ray
+    SYNTH2_JOB_EXECUTOR      without RAY_ADDRESS: `ray` (each local job starts its own Ray) or
+                             `inline` (every stage in the job's own process, the `--local` plain loop:
+                             no Ray start-up, for small single-machine deployments)   (ray)
 
 The deployment policy: what a key holder's spec may reach (everything else is a 422 naming the field,
 the value and the rule). Closed by default; comma-separated lists.
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -74,6 +77,7 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(20.0, ge=0, le=600)
     ray_python: str = "python"  # the interpreter a Ray job's entrypoint runs with, on the cluster
     local_threads: int | None = Field(None, ge=1, le=256)  # CPUs a local job's Ray may use
+    job_executor: Literal["ray", "inline"] = "ray"  # how a local job runs its stages (module docstring)
 
     # the deployment policy (module docstring)
     world_dir: Path = ROOT / "world"

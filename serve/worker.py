@@ -44,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = parse_spec(json.loads((run_dir / "spec.json").read_text()))
         threads = int(os.environ["SYNTH2_JOB_CPUS"]) if os.environ.get("SYNTH2_JOB_CPUS") else None
-        if spec.kind == "consumer":  # runs in this process, without Ray; SYNTH2_JOB_CPUS caps torch's threads
+        inline = os.environ.get("SYNTH2_JOB_EXECUTOR") == "inline"  # the service's job_executor setting
+        if spec.kind == "consumer" or inline:  # runs in this process, without Ray; SYNTH2_JOB_CPUS caps torch's threads
             if threads:
                 os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         else:
             init_ray(num_cpus=threads)
             signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init installs its own (sys.exit); ours records STOPPED
-        stats = run_spec(spec, num_cpus=threads)
+        stats = run_spec(spec, num_cpus=threads, local=inline)
     except KeyboardInterrupt:
         print("job stopped on request; its finished shards stay valid", flush=True)
         _write_result(run_dir, status="STOPPED", error=None)

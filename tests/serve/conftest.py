@@ -38,7 +38,10 @@ class Service:
         roots = self.roots or str(self.data_dir.parent)
         return {**os.environ, "SYNTH2_DATA_DIR": str(self.data_dir), "SYNTH2_API_KEYS": f"{KEY},{OTHER_KEY}",
                 "SYNTH2_POLL_SECONDS": "0.2", "SYNTH2_URL": self.url, "SYNTH2_API_KEY": KEY,
-                "SYNTH2_MODEL_ROOTS": roots, "SYNTH2_DATA_ROOTS": roots, **self.env_extra}
+                "SYNTH2_MODEL_ROOTS": roots, "SYNTH2_DATA_ROOTS": roots,
+                # jobs run their stages in their own process: no Ray start-up per job (tests that need
+                # the Ray path set SYNTH2_JOB_EXECUTOR=ray or RAY_ADDRESS)
+                "SYNTH2_JOB_EXECUTOR": "inline", **self.env_extra}
 
     def start(self, timeout: float = 60) -> Service:
         log = open(self.data_dir.parent / f"service-{self.port}.log", "ab")

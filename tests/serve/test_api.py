@@ -34,7 +34,7 @@ def api(tmp_path_factory, tiny_world):
     d = tmp_path_factory.mktemp("svc")
     # The second key is given as a digest: the service never needs the plain key.
     s = Settings(data_dir=d, api_keys=f"{KEY},sha256:{hash_key(OTHER_KEY)}", max_running=1, max_jobs_per_key=3,
-                 poll_seconds=0.1, stop_grace_seconds=10, model_roots=[str(tiny_world[0])])
+                 poll_seconds=0.1, stop_grace_seconds=10, model_roots=[str(tiny_world[0])], job_executor="inline")
     with TestClient(create_app(s), raise_server_exceptions=False) as c:
         yield c
 
@@ -200,7 +200,9 @@ def done_output(api, job) -> str:
 
 def test_queue_order_limits_cancel_and_duplicates(api, done, tiny_world):
     world, _ = tiny_world
-    bodies = [job_body(world, **{"captions.sampling.seed": k}) for k in (11, 12, 13)]
+    # the first job is large, so that it is still running when it is cancelled, however fast the machine
+    bodies = [job_body(world, **{"captions.sampling.seed": k, "captions.per_concept": 3000 if k == 11 else 6})
+              for k in (11, 12, 13)]
     ids = []
     for b in bodies:
         r = api.post("/v1/jobs", headers=H, json=b)

@@ -43,12 +43,15 @@ def test_the_demo_job_over_http(service, tiny_world, tmp_path):
     from serve.client import Synth2Client
 
     world, _ = tiny_world
+    service.env_extra["SYNTH2_JOB_EXECUTOR"] = "ray"  # the default deployment: each job starts its own local Ray
     service.start()
     c = service.client()
     r = c.post("/v1/jobs", json=job_body(world))
     assert r.status_code == 202, r.text
     job = wait_for(c, r.json()["id"], ("SUCCEEDED", "FAILED", "STOPPED"))
-    assert job["status"] == "SUCCEEDED", c.get(f"/v1/jobs/{job['id']}/logs").text
+    log = c.get(f"/v1/jobs/{job['id']}/logs").text
+    assert job["status"] == "SUCCEEDED", log
+    assert "Started a local Ray instance" in log or "ray" in log.lower(), log[-2000:]
     manifest = c.get(f"/v1/jobs/{job['id']}/manifest").json()
     client = Synth2Client(service.url, service.env["SYNTH2_API_KEY"])
     client.pull(job["id"], tmp_path / "pulled")
