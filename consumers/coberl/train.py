@@ -99,10 +99,10 @@ def plot_curves(by_env: dict[str, list[dict]], path: Path) -> Path:
     for ax, (env, runs) in zip(axes[0], by_env.items(), strict=True):
         for kind in dict.fromkeys(r["kind"] for r in runs):
             cs = np.array([[p["mean_return"] for p in r["curve"]] for r in runs if r["kind"] == kind])
-            x = [p["frames"] for p in next(r for r in runs if r["kind"] == kind)["curve"]]
+            x = [p["frames"] / 1000 for p in next(r for r in runs if r["kind"] == kind)["curve"]]
             ax.plot(x, cs.mean(0), color=COLORS.get(kind), label=f"{kind} ({len(cs)})")
             ax.fill_between(x, cs.min(0), cs.max(0), color=COLORS.get(kind), alpha=0.15)
-        ax.set(xlabel="frames", ylabel="training episode return", title=env)
+        ax.set(xlabel="thousand frames", ylabel="training episode return", title=env)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
