@@ -1,5 +1,6 @@
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def kill_marked_processes(marker: str) -> None:
 # ---------------------------------------------------------------- a Ray head on loopback
 
 ROOT = Path(__file__).resolve().parents[1]
+# Headless Chromium for the page tests: $SYNTH2_CHROMIUM, else the first browser on PATH (Debian's `chromium`).
+CHROMIUM = next((p for p in (os.environ.get("SYNTH2_CHROMIUM"), shutil.which("chromium"),
+                             shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), "")
 RAY = str(Path(sys.executable).parent / "ray")
 
 

@@ -18,9 +18,8 @@ from click.testing import CliRunner
 
 from pipeline.metrics import METRIC_DOCS
 from synth2.cli import main
-from tests.conftest import world_spec
+from tests.conftest import CHROMIUM, world_spec
 
-CHROMIUM = "/usr/bin/chromium"
 PLOTS = ("plot-concepts", "plot-projection", "plot-alignment")
 
 
@@ -270,7 +269,7 @@ def _page_problems(stderr: str) -> list[str]:
             if ":CONSOLE" in line or "Failed to load" in line or "net::ERR_" in line or "Not allowed to load" in line]
 
 
-@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no headless Chromium at {CHROMIUM}")
+@pytest.mark.skipif(not CHROMIUM, reason="no headless Chromium on PATH or at $SYNTH2_CHROMIUM")
 def test_report_in_headless_chromium(job, tmp_path):
     from PIL import Image, ImageStat
 

@@ -6,7 +6,6 @@ of virtual time, and gives back the DOM it built (`--dump-dom`), a screenshot an
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import time
@@ -17,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import CHROMIUM
 from tests.serve.conftest import KEY, job_body, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; CI installs it)")
+pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no Chromium on PATH or at $SYNTH2_CHROMIUM "
+                                "(Debian: apt-get install chromium; CI installs it)")
 
 
 # ---------------------------------------------------------------- a small DOM from --dump-dom
