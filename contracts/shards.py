@@ -262,24 +262,46 @@ def iter_samples(directory: str | Path) -> Iterator[dict]:
 
 
 def iter_tar(path: str | Path) -> Iterator[dict]:
+    """The samples of one shard (a path or fsspec URL), decoded: txt as str, json as dict, *npy as array."""
+    with fsspec.open(str(path), "rb") as f:
+        for raw in iter_tar_raw(f):
+            yield {k: _decode_field(k, v) for k, v in raw.items()}
+
+
+def _decode_field(ext: str, data: Any) -> Any:
+    if ext == "__key__":
+        return data
+    if ext == "txt":
+        return data.decode("utf-8")
+    if ext == "json":
+        return json.loads(data)
+    if ext.endswith("npy"):
+        return decode_npy(data)
+    return data
+
+
+def iter_tar_raw(f, *, strict: bool = False) -> Iterator[dict]:
+    """The samples of a WebDataset tar stream as raw `{"__key__": key, ext: bytes, ...}`: consecutive files
+    whose names share a key (the path up to the first dot of the file name) form one sample, the
+    WebDataset convention. `strict` (a seekable file) also rejects data after the last member other
+    than the archive's zero padding (tarfile stops quietly at a damaged header): tarfile.ReadError."""
     current: dict[str, Any] = {}
-    with fsspec.open(str(path), "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+    with tarfile.open(fileobj=f, mode="r:" if strict else "r|") as tar:
         for member in tar:
             if not member.isfile():
                 continue
-            key, _, ext = member.name.partition(".")
+            head, _, base = member.name.rpartition("/")
+            stem, _, ext = base.partition(".")
+            key = f"{head}/{stem}" if head else stem
             if current and current["__key__"] != key:
                 yield current
                 current = {}
             current["__key__"] = key
-            data = tar.extractfile(member).read()
-            if ext == "txt":
-                current["txt"] = data.decode("utf-8")
-            elif ext == "json":
-                current["json"] = json.loads(data)
-            elif ext.endswith("npy"):
-                current[ext] = decode_npy(data)
-            else:
-                current[ext] = data
+            current[ext] = tar.extractfile(member).read()
+        end = tar.offset
     if current:
         yield current
+    if strict:
+        f.seek(end)
+        if f.read().strip(b"\0"):
+            raise tarfile.ReadError(f"unreadable data after byte {end}")

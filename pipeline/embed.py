@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import fsspec
 import numpy as np
 
-from contracts.shards import make_sample, sample_key, shard_name, write_shard
+from contracts.shards import iter_tar_raw, make_sample, sample_key, shard_name, write_shard
 from contracts.storage import Store
 from pipeline.executors import Step
 from pipeline.job import JobContext, write_shards
@@ -38,25 +38,9 @@ def read_pairs(url: str, image_key: str, text_key: str) -> Iterator[tuple[str, b
     try:
         with fsspec.open(url, "rb") as f:
             data = f.read()
-        samples = []
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            current: dict = {}
-            for m in tar:
-                if not m.isfile():
-                    continue
-                key, _, ext = m.name.rpartition("/")[2].partition(".")
-                if current and current["__key__"] != key:
-                    samples.append(current)
-                    current = {}
-                current["__key__"] = key
-                current[ext] = tar.extractfile(m).read()
-            if current:
-                samples.append(current)
-            # tarfile stops quietly at a bad header after the first member: whatever follows the
-            # last member must be the archive's zero padding, or the shard is damaged.
-            end = tar.offset
-        if data[end:].strip(b"\0"):
-            raise tarfile.ReadError(f"unreadable data after byte {end}")
+        # a sample's key is its file name's stem (the shard's own directories dropped)
+        samples = [{**s, "__key__": s["__key__"].rpartition("/")[2]}
+                   for s in iter_tar_raw(io.BytesIO(data), strict=True)]
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ValueError(f"input shard {url!r} is unreadable or corrupt ({type(e).__name__}: {e}); "
                          f"fix or remove it from input.shards") from e

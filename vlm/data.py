@@ -27,7 +27,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from contracts.shards import Manifest, decode_npy
+from contracts.shards import Manifest, decode_npy, iter_tar_raw
 from contracts.storage import Store
 
 log = logging.getLogger(__name__)
@@ -223,8 +223,7 @@ def iter_source(url: str) -> Iterator[dict]:
     """Every sample of a source once, in manifest order, decoded; `png` kept when present."""
     for u in shard_urls(url):
         with _open(u) as f:
-            files = wds.tariterators.tar_file_expander([{"url": u, "stream": f}])
-            for raw in wds.tariterators.group_by_keys(files):
+            for raw in iter_tar_raw(f):
                 s = decode(raw)
                 if "png" in raw:
                     s["png"] = raw["png"]
