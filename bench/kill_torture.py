@@ -79,6 +79,12 @@ def shards(out: Path) -> dict[str, str]:
     return {s.name: s.sha256 for s in m.shards} if m else {}
 
 
+def _log_tail(tmp: Path, marker: str, n: int = 1500) -> str:
+    log = tmp / f"tortured.{marker}.log"
+    text = log.read_text(errors="replace")[-n:] if log.exists() else ""
+    return text.replace(str(tmp), "$TMPDIR").replace(str(ROOT), ".")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", default="world-tiny")
@@ -123,15 +129,23 @@ def main() -> None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kill_marked(f"SYNTH2_TORTURE={marker}")
-        kills.append({"kill": k, "aimed_at": target, "phase_at_kill": at, "after_s": round(time.perf_counter() - t, 1),
-                      "job_had_finished": finished, "shards_listed": len(shards(job_dir))})
-        print(json.dumps(kills[-1]), flush=True)
-        if finished:
+        entry = {"kill": k, "aimed_at": target, "phase_at_kill": at, "after_s": round(time.perf_counter() - t, 1),
+                 "job_had_finished": finished and proc.returncode == 0, "shards_listed": len(shards(job_dir))}
+        if finished and proc.returncode != 0:  # the run died by itself: keep why, and go on resuming
+            entry["exited_by_itself"] = {"returncode": proc.returncode, "log_tail": _log_tail(tmp, marker)}
+        kills.append(entry)
+        print(json.dumps(entry), flush=True)
+        if entry["job_had_finished"]:
             break
-    marker = secrets.token_hex(6)
-    last = start(tmp / "tortured.yaml", marker)
-    last.wait()
-    kill_marked(f"SYNTH2_TORTURE={marker}")
+    for _attempt in range(3):  # the last run finishes the job (a run that dies by itself is recorded and retried)
+        marker = secrets.token_hex(6)
+        last = start(tmp / "tortured.yaml", marker)
+        last.wait()
+        kill_marked(f"SYNTH2_TORTURE={marker}")
+        if last.returncode == 0:
+            break
+        kills.append({"kill": "final", "exited_by_itself": {"returncode": last.returncode,
+                                                            "log_tail": _log_tail(tmp, marker)}})
     torture_seconds = time.perf_counter() - t0
 
     got = shards(job_dir)
@@ -139,11 +153,15 @@ def main() -> None:
     keys = [s["__key__"] for s in iter_samples(job_dir)]
     dup = sum(c - 1 for c in Counter(keys).values() if c > 1)
     result = {
-        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+        "run": " ".join(["bench/kill_torture.py", *sys.argv[1:]]).replace(str(world), "WORLD"),
         "spec": {"requests": args.per_concept * 48, "shard_size": 25, "chunk_rows": 128},
         "reference_seconds": round(ref_seconds, 1), "torture_seconds": round(torture_seconds, 1),
-        "kills": len([x for x in kills if not x["job_had_finished"]]),
-        "kills_by_phase": dict(Counter(x["phase_at_kill"] for x in kills if not x["job_had_finished"])),
+        "kills": len([x for x in kills if x["kill"] != "final" and not x["job_had_finished"]
+                      and "exited_by_itself" not in x]),
+        "kills_by_phase": dict(Counter(x["phase_at_kill"] for x in kills if x["kill"] != "final"
+                                       and not x["job_had_finished"] and "exited_by_itself" not in x)),
+        "runs_that_exited_by_themselves": len([x for x in kills if "exited_by_itself" in x]),
         "final_returncode": last.returncode,
         "samples_reference": len(ref_keys), "samples": len(keys),
         "lost": len(set(ref_keys) - set(keys)), "duplicated": dup, "extra": len(set(keys) - set(ref_keys)),
