@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.dedup import balance  # noqa: E402
+from pipeline.balance import balance  # noqa: E402
 from pipeline.prompts import derive_seed  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

@@ -135,7 +135,7 @@ def exact_select(cap: dict[str, np.ndarray], spec) -> tuple[np.ndarray, np.ndarr
     (keep indices, matched JSON, nearest, stats)."""
     from collections import Counter
 
-    from pipeline.dedup import balance
+    from pipeline.balance import balance
     from pipeline.selection import dedup, match_concepts
 
     valid = cap["drop"] == ""

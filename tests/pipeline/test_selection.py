@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pipeline.dedup import balance
+from pipeline.balance import balance
 from pipeline.prompts import build_requests, concept_counts
 from pipeline.selection import dedup, match_concepts
 from tests.conftest import world_spec
