@@ -24,15 +24,6 @@ def clrs_spec(out, **clrs):
                        "output": {"dir": str(out), "shard_size": 5, "name": "clrs"}})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread is faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def job_dir(tmp_path_factory):
     from pipeline.runner import run_job

@@ -13,14 +13,6 @@ from consumers.homomorphism.gridworld import LAYOUTS, GridWorld
 from consumers.homomorphism.tabular import TabularQ, q_learning, value_iteration
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fitted(env: GridWorld) -> EffectAbstraction:
     return EffectAbstraction().fit((s, a, *env.step_from(s, a)) for s, a in env.pairs())
 

@@ -12,14 +12,6 @@ from consumers.htm.model import MemoryAttention, MemoryTransformer, ModelConfig,
 from consumers.htm.tasks import CUE, QUERY, EmbeddingPool, decision_logits, episodes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pool(n: int = 120, d: int = 16, groups: int = 12, seed: int = 0) -> EmbeddingPool:
     rng = np.random.default_rng(seed)
     return EmbeddingPool(rng.normal(size=(n, d)).astype(np.float32), np.arange(n) % groups, "random")
