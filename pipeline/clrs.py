@@ -69,11 +69,13 @@ def iter_samples(spec: JobSpec, start: int = 0) -> Iterator[tuple[int, dict, dic
         for i in range(lo, b["count"]):
             n = b["nodes"][i % len(b["nodes"])]
             seed = trajectory_seed(spec.clrs.seed, b["split"], b["algorithm"], i)
-            traj = sample(b["algorithm"], n, seed)
+            traj = sample(b["algorithm"], n, seed, variant=spec.clrs.variant, inputs=spec.clrs.inputs)
             index = b["first_index"] + i
             meta = {"source": "synthetic", "job_id": job_id, "index": index, "algorithm": b["algorithm"],
                     "family": FAMILIES.get(b["algorithm"]), "split": b["split"], "n": int(n),
-                    "length": int(traj.length), "seed": seed, "split_index": i}
+                    "length": int(traj.length), "seed": seed, "split_index": i,
+                    **({"variant": spec.clrs.variant} if spec.clrs.variant != "benchmark" else {}),
+                    **({"inputs": spec.clrs.inputs} if spec.clrs.inputs != "benchmark" else {})}
             yield index, trajectory_sample(traj, sample_key(job_id, index), meta), meta
 
 

@@ -238,6 +238,12 @@ class Clrs(Strict):
     val: ClrsSplit = Field(default_factory=lambda: ClrsSplit(count=32, nodes=[16]))
     test: ClrsSplit = Field(default_factory=lambda: ClrsSplit(count=32, nodes=[64]))
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    variant: Literal["benchmark", "textbook"] = Field(
+        "benchmark", description="benchmark: the CLRS-30 benchmark's traces exactly (dm-clrs); textbook: the book's "
+        "reading where the two differ (generators/clrs).")
+    inputs: Literal["benchmark", "training"] = Field(
+        "benchmark", description="benchmark: the benchmark's fixed input distributions; training: the reference "
+        "training script's randomised ones (e.g. per-graph edge probability).")
 
     @field_validator("algorithms")
     @classmethod
@@ -415,6 +421,10 @@ def spec_hash(spec: JobSpec) -> str:
             unset = {f for f in fields if getattr(getattr(spec, section), f) is None}
             if unset and exclude.get(section) is not True:
                 exclude[section] = set(exclude.get(section, set())) | unset
+    if spec.clrs is not None:  # variant and inputs came later: at their defaults they leave hashes as they were
+        unset = {f for f in ("variant", "inputs") if getattr(spec.clrs, f) == "benchmark"}
+        if unset:
+            exclude["clrs"] = unset
     for section in ("clrs", "consumer"):  # sections added after version 1 shipped: absent, they leave hashes as they were
         if getattr(spec, section) is None:
             exclude[section] = True

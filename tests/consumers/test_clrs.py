@@ -313,3 +313,32 @@ def test_shards_of_algorithms_whose_size_is_not_their_node_count(tmp_path):
     bst, seg = ShardDataset(tmp_path / "j", "optimal_bst", "train"), ShardDataset(tmp_path / "j", "segments_intersect", "train")
     assert [it["n"] for it in bst.items] == [6, 6] and [it["n"] for it in seg.items] == [4, 4]
     assert collate(bst.items, bst.spec).node_mask.shape == (2, 6)
+
+
+def test_spec_variant_and_inputs_reach_the_samplers_and_leave_default_hashes_alone(tmp_path):
+    from pipeline.clrs import iter_samples
+    from pipeline.spec import spec_hash
+
+    def spec(**kw):
+        return clrs_spec(tmp_path / "o", algorithms=["lcs_length", "dfs"], train={"count": 4, "nodes": [8]},
+                         val={"count": 0, "nodes": [8]}, test={"count": 0, "nodes": [8]}, **kw)
+
+    base = spec()
+    assert spec_hash(base) == spec_hash(spec(variant="benchmark", inputs="benchmark"))
+    textbook, training = spec(variant="textbook"), spec(inputs="training")
+    assert len({spec_hash(base), spec_hash(textbook), spec_hash(training)}) == 3
+    rows = {name: list(iter_samples(s)) for name, s in (("base", base), ("textbook", textbook),
+                                                         ("training", training))}
+    assert all("variant" not in m and "inputs" not in m for _, _, m in rows["base"])
+    assert all(m["variant"] == "textbook" for _, _, m in rows["textbook"])
+    assert all(m["inputs"] == "training" for _, _, m in rows["training"])
+
+    def arrays(row, algorithm):
+        return [{k: v for k, v in s.items() if k.endswith(".npy")} for _, s, m in row if m["algorithm"] == algorithm]
+
+    # lcs_length: the benchmark marks undecided cells -1 (masked), the textbook reading a blank class
+    assert arrays(rows["base"], "lcs_length") != arrays(rows["textbook"], "lcs_length")
+    # dfs: the training inputs draw each graph's edge probability, so the graphs differ
+    assert arrays(rows["base"], "dfs") != arrays(rows["training"], "dfs")
+    with pytest.raises(SpecError, match="variant"):
+        spec(variant="book")
