@@ -13,14 +13,6 @@ from consumers.coberl.learner import LearnerConfig, SequenceReplay, n_step_targe
 from consumers.coberl.model import Agent, AgentConfig, attention_mask, mask_positions, relic_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_contrastive_loss_is_least_when_predictions_equal_targets_and_rises_when_shuffled():
     gen = torch.Generator().manual_seed(0)
     t = torch.randn(48, 32, generator=gen)
