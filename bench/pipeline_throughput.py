@@ -119,8 +119,9 @@ def main() -> None:
     import ray
     import torch
 
-    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "world": str(world),
-               "per_concept": args.per_concept}
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+               "world": "WORLD (a tiny world: synth2 world build --size tiny)", "per_concept": args.per_concept}
     # Baseline: one process, torch on every core, stages one after another.
     torch.set_num_threads(os.cpu_count())
     local = LocalExecutor(threads=os.cpu_count())
