@@ -5,8 +5,9 @@ result must be exactly the uninterrupted run's.
 
 1. one uninterrupted run (`pipeline/run.py`, local Ray) gives the reference shards;
 2. the same spec in another directory is started, and its driver SIGKILLed `--kills` times:
-   kill k aims at phase caption / select / synthesize in turn (waiting until progress.json shows
-   that phase running, then a random 0-3 s more); after each kill every process of that run (its
+   kill k aims at phase caption / select / synthesize / shards in turn (waiting until progress.json
+   shows that phase running, then a random 0-3 s more; "shards": until the run has committed a shard
+   of its own to the manifest, then at once); after each kill every process of that run (its
    local Ray too) is killed, as when a node dies;
 3. a last run finishes the job. Compared with the reference: samples lost, samples duplicated,
    shards whose sha256 differs. Writes bench/results/kill_torture.json.
@@ -37,6 +38,7 @@ from contracts.shards import Manifest, iter_samples, sha256_file  # noqa: E402
 from serve.runner import kill_marked  # noqa: E402
 
 PHASES = ("caption", "select", "synthesize")
+TARGETS = PHASES + ("shards",)  # "shards": synthesize with at least one shard already committed to the manifest
 
 
 def spec_for(world: Path, out: Path, per_concept: int) -> dict:
@@ -112,14 +114,19 @@ def main() -> None:
     kills = []
     t0 = time.perf_counter()
     for k in range(args.kills):
-        target = PHASES[min(len(PHASES) - 1, k * len(PHASES) // args.kills)]
+        target = TARGETS[min(len(TARGETS) - 1, k * len(TARGETS) // args.kills)]
+        listed_before = len(shards(job_dir))
         marker = secrets.token_hex(6)
         proc = start(tmp / "tortured.yaml", marker)
         t, wall = time.perf_counter(), time.time()
         seen = None
         while proc.poll() is None and time.perf_counter() - t < 600:
             seen = phase_now(job_dir, wall)
-            if seen is not None and PHASES.index(seen) >= PHASES.index(target):
+            if target == "shards":
+                m = Manifest.load(job_dir)
+                if m is not None and not m.complete and len(m.shards) > listed_before:
+                    break  # this run has committed a shard of its own: kill now, mid-way through the rest
+            elif seen is not None and PHASES.index(seen) >= PHASES.index(target):
                 time.sleep(rng.uniform(0, 3.0 if target != "select" else 0.5))
                 break
             time.sleep(0.1)
@@ -161,6 +168,8 @@ def main() -> None:
                       and "exited_by_itself" not in x]),
         "kills_by_phase": dict(Counter(x["phase_at_kill"] for x in kills if x["kill"] != "final"
                                        and not x["job_had_finished"] and "exited_by_itself" not in x)),
+        "kills_with_shards_committed": len([x for x in kills if x["kill"] != "final" and x.get("shards_listed")
+                                            and not x["job_had_finished"] and "exited_by_itself" not in x]),
         "runs_that_exited_by_themselves": len([x for x in kills if "exited_by_itself" in x]),
         "final_returncode": last.returncode,
         "samples_reference": len(ref_keys), "samples": len(keys),
