@@ -14,7 +14,8 @@ object is first reached, for every embedding x novelty pair and a random policy,
 3. runs: every condition x seed for `--steps` environment steps on `--task` (`--workers` processes, one
    torch thread each); each run's metrics go to runs/<task>-<condition>-seed<N>.json as it ends.
 
-Writes bench/results/exploration/{acceptance.json, coverage-<task>-seed<N>.png, objects-<task>.png, runs/}.
+Writes bench/results/exploration/{acceptance-<task>.json, coverage-<task>-seed<N>.png, objects-<task>.png, runs/}
+(`--tag T`: <task>-T in every name).
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ def one_run(job: dict) -> dict:
     r = train_condition(p, job["embedding"], job["novelty"], job["seed"])
     r["wall_seconds"] = round(time.time() - t, 1)
     (OUT / "runs").mkdir(parents=True, exist_ok=True)
-    (OUT / "runs" / f"{p.task}-{r['condition']}-seed{job['seed']}.json").write_text(json.dumps(r))
-    print(f"{p.task} {r['condition']} seed {job['seed']} ({r['wall_seconds']} s): {r['objects_per_episode']} "
+    (OUT / "runs" / f"{job['name']}-{r['condition']}-seed{job['seed']}.json").write_text(json.dumps(r))
+    print(f"{job['name']} {r['condition']} seed {job['seed']} ({r['wall_seconds']} s): {r['objects_per_episode']} "
           f"objects/episode, {r['distinct_objects']} distinct, first target visit at step {r['first_solved_step']}",
           flush=True)
     return r
@@ -160,6 +161,7 @@ def main() -> None:
     ap.add_argument("--embeddings", default="clip,caption,pixels,random_conv")
     ap.add_argument("--novelties", default="episodic,rnd")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tag", default="", help="Suffix of the result names (a second budget beside the first).")
     ap.add_argument("--clip-only", action="store_true", help="Train (or check) the CLIP and stop.")
     args = ap.parse_args()
     import logging
@@ -177,9 +179,10 @@ def main() -> None:
     print(f"separability (same-view / different-object distance): {sep}", flush=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     base = {"task": args.task, "clip": str(clip), "steps": args.steps, "seeds": seeds}
-    jobs = [{"params": base, "embedding": e, "novelty": n, "seed": s}
+    name = args.task + (f"-{args.tag}" if args.tag else "")
+    jobs = [{"params": base, "embedding": e, "novelty": n, "seed": s, "name": name}
             for e in args.embeddings.split(",") for n in args.novelties.split(",") for s in seeds]
-    jobs += [{"params": base, "embedding": None, "novelty": None, "seed": s} for s in seeds]
+    jobs += [{"params": base, "embedding": None, "novelty": None, "seed": s, "name": name} for s in seeds]
     t = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(one_run, jobs))
@@ -189,8 +192,8 @@ def main() -> None:
 
     summary = summarise(runs)
     for s in seeds:
-        plot_coverage(runs, OUT / f"coverage-{args.task}-seed{s}.png", seed=s)
-    plot_objects(summary, args.task, OUT / f"objects-{args.task}.png")
+        plot_coverage(runs, OUT / f"coverage-{name}-seed{s}.png", seed=s)
+    plot_objects(summary, name, OUT / f"objects-{name}.png")
     pix = summary.get("pixels+episodic", {}).get("objects_per_episode", {}).get("mean")
     goal = {}
     for vl in ("clip+episodic", "clip+rnd", "caption+episodic", "caption+rnd"):
@@ -209,7 +212,7 @@ def main() -> None:
            "pixel_baseline_objects_per_episode": pix, "runs_seconds": round(runs_seconds, 1),
            "total_seconds": round(time.time() - t0, 1),
            "runs": [{k: v for k, v in r.items() if k not in ("coverage", "grid", "curve")} for r in runs]}
-    (OUT / f"acceptance-{args.task}.json").write_text(json.dumps(res, indent=1))
+    (OUT / f"acceptance-{name}.json").write_text(json.dumps(res, indent=1))
     print(table(summary))
     print(f"goal ratios: {goal}")
 

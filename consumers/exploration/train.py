@@ -111,6 +111,7 @@ def train_condition(p, embedding: str | None, novelty: str | None, seed: int, ou
     ppo = PPO(policy, cfg, seed)
     norm = RunningStd(cfg.n_envs, cfg.gamma)
     gen = torch.Generator().manual_seed(seed)
+    act_rng = np.random.default_rng([seed, 3])  # the random policy's actions, seeded like everything else
     obs, infos = venv.reset(seed=[seed * 1000 + i for i in range(cfg.n_envs)])
     target = layout.objects[layout.target]
     track = Tracker(cfg.n_envs, layout.grid.shape, target, p.last_fraction, p.steps)
@@ -123,7 +124,7 @@ def train_condition(p, embedding: str | None, novelty: str | None, seed: int, ou
         buf = {k: [] for k in ("obs", "actions", "logp", "values", "rewards", "dones", "intrinsic")}
         for _ in range(cfg.n_steps):
             if embedding is None:
-                action = np.asarray([venv.single_action_space.sample() for _ in range(cfg.n_envs)])
+                action = act_rng.integers(venv.single_action_space.n, size=cfg.n_envs)
                 logp = value = torch.zeros(cfg.n_envs)
             else:
                 action, logp, value = policy.act(obs, gen)

@@ -181,6 +181,11 @@ def test_training_run_writes_results_and_the_policy_loads(tmp_path):
     assert (tmp_path / "coverage.png").stat().st_size > 0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"]["random"]["objects_per_episode"]["n"] == 1
+    from consumers.exploration.train import train_condition
+
+    again = train_condition(p, None, None, 0)  # the random policy is seeded too
+    first = json.loads((tmp_path / "random" / "seed0" / "metrics.json").read_text())
+    assert again["coverage"] == first["coverage"] and sum(map(sum, first["coverage"])) > 256
     policy, info = load_policy(tmp_path / "pixels+episodic" / "seed0")
     ev = evaluate(policy, info["env"], None, episodes=2)
     assert ev["episodes"] == 2 and ev["layout"] == "new each episode" and ev["rooms_per_episode"] >= 1
