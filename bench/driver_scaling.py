@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--budget-s", type=float, default=1100, help="wall time for all sizes together")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "driver_scaling.json"))
+    ap.add_argument("--add", action="store_true", help="keep the runs already in --out (other sizes) and add these")
     args = ap.parse_args()
     world = Path(args.world).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="synth2-scaling-"))
@@ -122,9 +123,18 @@ def main() -> None:
                           "prior": "tiny world PriorTransformer (world/prior)"},
                "spec": {k: v for k, v in spec_for(world, tmp, 1).items() if k in ("captions", "synthesis", "resources")},
                "runs": [], "skipped": []}
+    if args.add and Path(args.out).exists():
+        before = json.loads(Path(args.out).read_text())
+        results["runs"] = before.get("runs", [])
+        results["earlier_sessions_machine"] = before.get("machine")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results["runs"] = [r for r in results["runs"] if r["requests"] not in
+                       {-(-n // len(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["concepts"]["items"]))
+                        * len(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["concepts"]["items"])
+                        for n in sizes}]
     started = time.perf_counter()
     rate = None  # seconds per request, from the last size
-    for n in [int(s) for s in args.sizes.split(",")]:
+    for n in sizes:
         left = args.budget_s - (time.perf_counter() - started)
         guess = rate * n if rate else None
         if guess and guess > left:
@@ -135,6 +145,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in r.items() if k != "rss_timeline_mb"}), flush=True)
         if r["returncode"] == 0:
             rate = r["seconds"] / n
+    results["runs"].sort(key=lambda r: r["requests"])
     ok = [r for r in results["runs"] if r["returncode"] == 0]
     if len(ok) >= 2:
         results["rss_growth_smallest_to_largest"] = round(ok[-1]["driver_peak_rss_mb"] / ok[0]["driver_peak_rss_mb"], 3)
