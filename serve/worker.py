@@ -38,11 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     (run_dir / "result.json").unlink(missing_ok=True)
 
-    from pipeline.run import init_ray, run_spec
+    from pipeline.job import error_line
+    from pipeline.model_refs import check_models
+    from pipeline.run import ModelError, init_ray, run_spec
     from pipeline.spec import parse_spec
 
     try:
         spec = parse_spec(json.loads((run_dir / "spec.json").read_text()))
+        if problems := check_models(spec):  # before any Ray starts: a job whose models are missing fails at once
+            raise ModelError(problems)
         threads = int(os.environ["SYNTH2_JOB_CPUS"]) if os.environ.get("SYNTH2_JOB_CPUS") else None
         inline = os.environ.get("SYNTH2_JOB_EXECUTOR") == "inline"  # the service's job_executor setting
         if spec.kind == "consumer" or inline:  # runs in this process, without Ray; SYNTH2_JOB_CPUS caps torch's threads
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 -- every failure becomes the job's error message
         traceback.print_exc()
-        _write_result(run_dir, status="FAILED", error=f"{type(e).__name__}: {e}")
+        _write_result(run_dir, status="FAILED", error=error_line(e))  # one line, no ANSI codes, Ray unwrapped
         return 1
     print(json.dumps(stats, indent=1), flush=True)
     _write_result(run_dir, status="SUCCEEDED", error=None, stats=stats)

@@ -260,3 +260,14 @@ def test_output_dir_may_be_left_out_and_is_chosen_by_the_service(api, done, tiny
     assert job["status"] == "SUCCEEDED"
     assert api.app.state.store.get(job["id"])["output_dir"] == done_output(api, done)
     assert job["spec_hash"] == done["spec_hash"]
+
+
+def test_a_job_whose_model_is_missing_fails_at_once_with_one_clean_line(api, tiny_world):
+    world, _ = tiny_world
+    r = api.post("/v1/jobs", headers=H, json=job_body(world, **{"captions.model": str(world / "no-such-lm"),
+                                                               "captions.sampling.seed": 77}))
+    assert r.status_code == 202, r.text
+    job = wait(api, r.json()["id"], ("FAILED", "SUCCEEDED"))
+    assert job["status"] == "FAILED"
+    assert "captions.model" in job["error"] and "no-such-lm" in job["error"], job["error"]
+    assert "\n" not in job["error"] and "\x1b" not in job["error"] and "Traceback" not in job["error"]
