@@ -151,7 +151,9 @@ def main() -> None:
         results["rss_growth_smallest_to_largest"] = round(ok[-1]["driver_peak_rss_mb"] / ok[0]["driver_peak_rss_mb"], 3)
         results["rss_growth_between"] = [ok[0]["requests"], ok[-1]["requests"]]
     results["load_avg_at_end"] = os.getloadavg()
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    # no machine paths in committed results: the world is WORLD, scratch directories $TMPDIR
+    text = json.dumps(results, indent=1).replace(str(world), "WORLD").replace(str(tmp), "$TMPDIR")
+    Path(args.out).write_text(text)
     plot(results, Path(args.out).with_suffix(".png"))
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
