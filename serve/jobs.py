@@ -60,6 +60,9 @@ def own_job_sources(spec: dict, base_url: str, find: Callable[[str], dict | None
     return {**spec, "consumer": {**consumer, "params": local(consumer["params"])}}
 
 
+
+STOP_REQUESTED = "stopping on request"  # a RUNNING job's message once it has been cancelled
+
 class JobManager:
     def __init__(self, settings: Settings, store: JobStore, runner=None) -> None:
         self.settings, self.store = settings, store
@@ -106,8 +109,10 @@ class JobManager:
             return self.store.get(job_id)
         job = self.store.get(job_id)
         if job["status"] == "RUNNING":
-            self.store.transition(job_id, "RUNNING", message="stopping on request")
-            self.runner.stop(job)
+            self.store.transition(job_id, "RUNNING", message=STOP_REQUESTED)
+            job = self.store.get(job_id)
+            if job.get("handle"):  # else the job is still starting: _start stops it once its process exists
+                self.runner.stop(job)
             self._wake.set()
         return self.store.get(job_id)
 
@@ -129,7 +134,7 @@ class JobManager:
                 if outcome is None:
                     continue
                 status = outcome.status
-                if job.get("message") == "stopping on request" and status != "SUCCEEDED":
+                if job.get("message") == STOP_REQUESTED and status != "SUCCEEDED":
                     status = "STOPPED"
                 message = {"SUCCEEDED": None, "STOPPED": "stopped on request; resubmit the same spec to resume"}.get(
                     status, job.get("message"))
@@ -153,6 +158,9 @@ class JobManager:
             return
         self.store.transition(job["id"], "RUNNING", handle=handle)
         log.info("job %s started (%s %s)", job["id"], self.runner.kind, handle)
+        now = self.store.get(job["id"])
+        if now is not None and now["status"] == "RUNNING" and now.get("message") == STOP_REQUESTED:
+            self.runner.stop(now)  # a cancel that came while the process was starting (no handle yet to signal)
 
     def reconcile(self) -> None:
         """On start-up: re-attach to jobs still running, and settle those that died with the service."""
