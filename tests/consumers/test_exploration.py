@@ -14,14 +14,6 @@ from consumers.exploration.env import COMPOSITIONS, FLOOR, FORWARD, LEFT, RoomsE
 from consumers.exploration.intrinsic import RND, EpisodicNovelty, IntrinsicReward, VecIntrinsicReward
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_env_passes_gymnasium_env_checker():
     from gymnasium.utils.env_checker import check_env
 
