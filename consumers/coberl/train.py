@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +23,12 @@ def configs(params):
     from consumers.coberl.learner import LearnerConfig
     from consumers.coberl.model import AgentConfig
 
-    cfg = AgentConfig(channels=params.channels, res_blocks=params.res_blocks, d_model=params.d_model,
-                      heads=params.heads, layers=params.layers, window=params.window, lstm=params.lstm,
-                      mask_rate=params.mask_rate, tau=params.tau, consistency=params.consistency)
-    lc = LearnerConfig(frames=params.frames, envs=params.envs, batch=params.batch, burn_in=params.burn_in,
-                       unroll=params.unroll, n_step=params.n_step, gamma=params.gamma, lr=params.lr,
-                       replay_ratio=params.replay_ratio, learning_starts=params.learning_starts,
-                       target_every=params.target_every, eps_end=params.eps_end, eps_fraction=params.eps_fraction,
-                       contrastive_weight=params.contrastive_weight, curve_points=params.curve_points,
-                       eval_episodes=params.eval_episodes, eval_eps=params.eval_eps, max_seconds=params.max_seconds)
-    return cfg, lc
+    return _config(AgentConfig, params), _config(LearnerConfig, params)
+
+
+def _config(cls, params):
+    """A dataclass config from the params of the same names (one definition of each: the params')."""
+    return cls(**{f.name: getattr(params, f.name) for f in fields(cls) if f.name in type(params).model_fields})
 
 
 def _stats(xs: list[float]) -> dict:
