@@ -65,14 +65,18 @@ def _select_local(ctx: JobContext, n_chunks: int) -> dict:
     return {"kept": kept, "stats": sel.stats}
 
 
+BLOCK_ROWS = 4096
+
+
 class _LoadChunks:
-    """Ray Data stage: a chunk id in, the chunk's caption rows (with prompt_concepts) out."""
+    """Ray Data stage: chunk ids in, those chunks' caption rows (with prompt_concepts) out."""
 
     def __init__(self, spec: dict, store: str) -> None:
         self.store, self.plan = Store(store), RequestPlan(parse_spec(spec))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return load_chunk(self.store, self.plan, int(batch["chunk"][0]))
+        parts = [load_chunk(self.store, self.plan, int(k)) for k in batch["chunk"]]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 class _WriteChunkSelections:
@@ -94,10 +98,13 @@ def _select_ray(ctx: JobContext, n_chunks: int) -> dict:
 
     store, rows = ctx.store, ctx.layout["chunk_rows"]
     spec_json = ctx.spec.model_dump(mode="json")
-    ds = ray.data.from_items([{"chunk": k} for k in range(n_chunks)], override_num_blocks=max(1, n_chunks))
-    ds = ds.map_batches(_LoadChunks, fn_constructor_kwargs={"spec": spec_json, "store": store.url}, batch_size=1,
+    # blocks of whole chunks, about BLOCK_ROWS rows each: the group-bys' cost in the driver grows with blocks
+    per = max(1, BLOCK_ROWS // rows)
+    blocks = max(1, -(-n_chunks // per))
+    ds = ray.data.from_items([{"chunk": k} for k in range(n_chunks)], override_num_blocks=blocks)
+    ds = ds.map_batches(_LoadChunks, fn_constructor_kwargs={"spec": spec_json, "store": store.url}, batch_size=per,
                         compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
-    kept_ds, stats = select_ray(ds, SelectionConfig.from_spec(ctx.spec))
+    kept_ds, stats = select_ray(ds, SelectionConfig.from_spec(ctx.spec), blocks=blocks)
     kept_ds = kept_ds.map_batches(lambda b: b | {"chunk": np.asarray(b["index"], dtype=np.int64) // rows},
                                   batch_format="numpy")
     written = kept_ds.groupby("chunk").map_groups(_WriteChunkSelections, fn_constructor_kwargs={

@@ -80,16 +80,18 @@ def test_same_kept_set_whatever_the_row_order_or_block_size():
     assert a.stats == b.stats
 
 
-def test_ray_version_equals_the_local_one_across_block_counts(ray_local):
+def test_ray_version_equals_the_local_one_across_block_counts_and_shuffles(ray_local):
     ray = ray_local
     data = planted_captions(600, dim=16, topics=12, near_rate=0.3, exact_rate=0.05, spread=0.5, seed=3)
     data["drop"][::37] = "too_short"
     cfg = _cfg(method="cap", cap=20, exact_buckets=4)
     local = D.select_local(data, cfg)
     rows = [{k: data[k][i] for k in data} for i in range(len(data["index"]))]
-    for blocks, partitions in ((1, 1), (5, 3)):  # blocks of the input, partitions of every group-by
+    # blocks of the input, partitions of every group-by; sort shuffle (blocks given, few) and hash shuffle
+    for blocks, partitions, known in ((1, 1, 1), (5, 3, None)):
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        kept, stats = D.select_ray(ds, dataclasses.replace(cfg, partitions=partitions))
+        kept, stats = D.select_ray(ds, dataclasses.replace(cfg, partitions=partitions), blocks=known)
+        assert ds.context.shuffle_strategy.name == ("SORT_SHUFFLE_PULL_BASED" if known else "HASH_SHUFFLE")
         got = sorted(kept.take_all(), key=lambda r: r["index"])
         assert [r["index"] for r in got] == local.keep.tolist()
         assert [r["matched"] for r in got] == local.matched.tolist()
