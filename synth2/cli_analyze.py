@@ -28,12 +28,14 @@ def analyze() -> None:
 @click.option("--no-synthetic", is_flag=True, help="Skip the one-layer synthetic check.")
 @click.option("--synthetic-max-n", default=16384, show_default=True, help="Longest run in the synthetic check.")
 @click.option("--no-plots", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole summary as JSON (it is always in collapse.json).")
 def analyze_collapse(model_id: str, gguf_file: str | None, out_dir: str, sep_every: int, max_len: int | None, points: int,
                      dtypes: str, device: str, no_behaviour: bool, no_synthetic: bool, synthetic_max_n: int,
-                     no_plots: bool) -> None:
+                     no_plots: bool, as_json: bool) -> None:
     """Representational collapse and over-squashing of a causal LM ("Transformers need glasses!"):
     collapse curves per precision, input sensitivity, separators, counting/copying, synthetic check."""
     from consumers.oversquash.analysis import DTYPES, grid, run_analysis
+    from consumers.oversquash.text import summary_lines
 
     names = tuple(d.strip() for d in dtypes.split(",") if d.strip())
     if "float32" not in names or set(names) - set(DTYPES):
@@ -42,5 +44,8 @@ def analyze_collapse(model_id: str, gguf_file: str | None, out_dir: str, sep_eve
                        dtypes=names, device=device,
                        do_behaviour=not no_behaviour, do_synthetic=not no_synthetic, plots=not no_plots,
                        synthetic_ns=grid(synthetic_max_n, 24))
+    if as_json:
+        click.echo(json.dumps(res["summary"], indent=1, default=str))
+        return
+    click.echo("\n".join(summary_lines(res["summary"])))
     click.echo("wrote " + ", ".join(res["files"]))
-    click.echo(json.dumps(res["summary"], indent=1, default=str))

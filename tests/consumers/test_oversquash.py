@@ -204,6 +204,9 @@ def test_cli_writes_json_and_plots(learned_gpt2, tmp_path):
     r = CliRunner().invoke(main, ["analyze", "collapse", "--model", str(learned_gpt2), "--out", str(out), "--max-len", "40",
                                   "--points", "6", "--dtypes", "float32,bfloat16", "--synthetic-max-n", "64"])
     assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()  # a short table, not the whole summary (that is collapse.json, or --json)
+    assert lines[0].split()[:2] == ["family", "align"] and len(lines) < 30, r.stdout
+    assert sum(ln.startswith(("ones ", "digits_run ", "copy_last ")) for ln in lines) == 6
     data = json.loads((out / "collapse.json").read_text())
     assert set(data["families"]) == {"ones", "digits_run", "copy_last"}
     assert data["behaviour"]["plain"]["counting"]["accuracy"] == "n/a"  # a random model does not follow prompts
