@@ -67,6 +67,20 @@ def _drop_raylet_prints() -> None:
     worker.print_to_stdstream = print_to_stdstream
 
 
+def _loopback_only() -> None:
+    """Keep a single-machine Ray's servers on loopback. Without this Ray swaps 127.0.0.1 for the
+    machine's routable address and its servers listen on every interface. Ray reads the switch
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` once, when it is imported, so it is also turned off where
+    `ray.init` looks it up (`ray._private.ray_constants`; there is no public API); the environment
+    variable reaches the servers and workers Ray starts. Only for a Ray of our own: a driver joining
+    a cluster must report its routable address."""
+    from ray._private import ray_constants
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, local: bool = False,
              quiet: bool = False) -> str:
     """Join the cluster this job was submitted to, or a running `ray start` (RAY_ADDRESS or the
@@ -94,9 +108,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, local: boo
             if address or os.environ.get("RAY_ADDRESS"):
                 raise RuntimeError(f"cannot reach the Ray cluster at {found}: {e}") from e
             log.warning("the last `ray start` cluster (%s) is gone (%s); starting a local Ray", found, e)
-    # A single-machine Ray: keep every Ray server on loopback. Without this Ray swaps
-    # 127.0.0.1 for the machine's routable address and its servers listen on every interface.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    _loopback_only()
     ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
              num_cpus=num_cpus or os.cpu_count(), log_to_driver=log_to_driver, configure_logging=False)
     return "local"

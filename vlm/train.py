@@ -325,14 +325,13 @@ def train_ray(cfg: TrainConfig, num_workers: int = 2, use_gpu: bool = False, add
               force: bool = False) -> dict:
     """Ray Train (`TorchTrainer`, DDP): `num_workers` workers, global batch `batch_size` split across them.
     Rank 0 writes checkpoints and the model to `cfg.out` (shared storage on a multi-node cluster)."""
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from pipeline.run import init_ray
+
     prepare_out(cfg, force)
-    if not ray.is_initialized():
-        ray.init(address=address, _node_ip_address="127.0.0.1" if address is None else None,
-                 include_dashboard=False, log_to_driver=True)
+    init_ray(address)  # the cluster at `address` or a running `ray start`, else a local Ray on loopback
     cfg = TrainConfig(**{**asdict(cfg), "out": str(Path(cfg.out).resolve()), "progress": False,
                          "sources": [_absolute(s) for s in cfg.sources], "decoder": _absolute(cfg.decoder)})
     trainer = TorchTrainer(_ray_worker, train_loop_config=asdict(cfg),

@@ -124,13 +124,34 @@ def test_ray_refuses_an_unsatisfiable_spec_fast(tiny_world, tmp_path, ray_local)
     assert progress["status"] == "FAILED" and "resources.synthesize" in progress["error"]
 
 
-def test_local_ray_listens_on_loopback_only(ray_local):
+LOOPBACK_DRIVER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import ray  # imported before init_ray, as a user's script or another library may do
+from pipeline.run import init_ray
+print(init_ray(num_cpus=1), flush=True)
+ray.get(ray.remote(lambda: 1).remote())  # a worker is up
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_local_ray_listens_on_loopback_only():
+    """A local Ray that `init_ray` starts, in a process whose environment lacks the test suite's
+    loopback switch (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER), with Ray imported first: every server
+    it starts listens on loopback only (checked with `ss`)."""
     import psutil
 
-    ray = ray_local
-    ray.get(ray.remote(lambda: 1).remote())  # a worker is up
-    ours = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    proc = subprocess.Popen([sys.executable, "-c", LOOPBACK_DRIVER, str(ROOT)], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline().strip() == "local"
+        assert proc.stdout.readline().strip() == "ready"
+        ours = {proc.pid} | {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    finally:
+        proc.communicate("\n", timeout=120)
     listeners = [(line.split()[3], names) for line in out.splitlines()
                  if {int(p) for p in re.findall(r"pid=(\d+)", line)} & ours
                  for names in [re.findall(r'\("([^"]+)"', line)]]
