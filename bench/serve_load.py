@@ -55,13 +55,16 @@ sys.path.insert(0, str(ROOT))
 
 from contracts.shards import Manifest, ShardInfo, sample_key, sha256_file  # noqa: E402
 from pipeline.spec import parse_spec, spec_hash  # noqa: E402
+from serve.local import LocalService  # noqa: E402
 from serve.settings import hash_key  # noqa: E402
 from serve.store import JobStore  # noqa: E402
-from tests.serve.conftest import Service  # noqa: E402
 
 MAIN_KEY = "bench-key-main-0123456789"
 CHUNK = 1 << 20
 MB = 1e6  # MB/s below are 10^6 bytes per second
+# The POSTs' models: paths that do not exist (no job runs), inside the service's SYNTH2_MODEL_ROOTS so
+# that its policy (serve/policy.py) lets the spec through to the queue.
+WORLD = "/nonexistent/bench-world"
 
 
 # ------------------------------------------------------------------ setup
@@ -71,7 +74,7 @@ def demo_body(seed: int) -> dict:
     """configs/demo.yaml cut down as in tests/conftest.py::world_spec; the model paths do not exist
     (nothing runs), and `seed` makes each spec distinct."""
     d = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    world = "/nonexistent/bench-world"
+    world = WORLD
     d["concepts"]["items"] = d["concepts"]["items"][:6]
     d["captions"].update(model=f"{world}/lm", per_concept=6, batch_size=8, min_words=1)
     d["captions"]["sampling"]["seed"] = seed
@@ -127,7 +130,7 @@ def seed_store(db_url: str, data: Path, shard_dir: Path, blocker: subprocess.Pop
 # ------------------------------------------------------------------ latency
 
 
-def client(svc: Service) -> httpx.Client:
+def client(svc: LocalService) -> httpx.Client:
     return httpx.Client(base_url=svc.url, headers={"Authorization": f"Bearer {MAIN_KEY}"}, timeout=60,
                         trust_env=False)
 
@@ -148,7 +151,7 @@ def latency_stats(lat: list[float], codes: Counter, wall: float, server_cpu: flo
             "client_cpu_ms_per_req": round(client_cpu * 1000 / n, 3)}
 
 
-async def run_level(svc: Service, send, n: int, conc: int, cap_s: float, warmup: int) -> dict:
+async def run_level(svc: LocalService, send, n: int, conc: int, cap_s: float, warmup: int) -> dict:
     """`n` requests by `conc` workers, each with a client and keep-alive connection of its own and one
     request at a time, stopping early at `cap_s`. (One AsyncClient pooling all `conc` connections
     costs the client about 4x the CPU per request at 32 connections, and the client shares the cores.)"""
@@ -243,7 +246,7 @@ def disk_pass(paths: list[Path], streams: int) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
-async def http_pass(svc: Service, job_id: str, names: list[str], streams: int) -> tuple[int, float]:
+async def http_pass(svc: LocalService, job_id: str, names: list[str], streams: int) -> tuple[int, float]:
     headers = {"Authorization": f"Bearer {MAIN_KEY}"}
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
     async with httpx.AsyncClient(base_url=svc.url, headers=headers, limits=limits, timeout=60,
@@ -274,7 +277,7 @@ async def http_pass(svc: Service, job_id: str, names: list[str], streams: int) -
         return n, time.perf_counter() - t
 
 
-def curl_pass(svc: Service, job_id: str, names: list[str]) -> tuple[int, float] | None:
+def curl_pass(svc: LocalService, job_id: str, names: list[str]) -> tuple[int, float] | None:
     """The same downloads by curl (no Python client): separates client cost from the server's."""
     curl = shutil.which("curl")
     if curl is None:
@@ -295,7 +298,7 @@ def rates(samples: list[tuple[int, float]]) -> dict:
             "median_mb_per_s": round(statistics.median(mbs), 1), "best_mb_per_s": round(max(mbs), 1)}
 
 
-def throughput(svc: Service, job_id: str, shard_dir: Path, manifest: Manifest, repeats: int, streams: int) -> dict:
+def throughput(svc: LocalService, job_id: str, shard_dir: Path, manifest: Manifest, repeats: int, streams: int) -> dict:
     names = [s.name for s in manifest.shards]
     paths = [shard_dir / x for x in names]
     for p in paths:  # warm-up: the page cache holds every file for both sides
@@ -339,7 +342,7 @@ def drop_caches() -> bool:
         return False
 
 
-def cold_cache(svc: Service, job_id: str, names: list[str], paths: list[Path], repeats: int) -> dict | None:
+def cold_cache(svc: LocalService, job_id: str, names: list[str], paths: list[Path], repeats: int) -> dict | None:
     """Single stream with the page cache dropped before each pass: the file really comes from the
     disk, for the reader and for the service alike. None where the cache cannot be dropped."""
     if not drop_caches():
@@ -354,7 +357,7 @@ def cold_cache(svc: Service, job_id: str, names: list[str], paths: list[Path], r
     return {"disk": d, "http": h, "http_over_disk": round(h["median_mb_per_s"] / d["median_mb_per_s"], 3)}
 
 
-def integrity(svc: Service, job_id: str, shard_dir: Path, manifest: Manifest) -> dict:
+def integrity(svc: LocalService, job_id: str, shard_dir: Path, manifest: Manifest) -> dict:
     """One full download checked against the manifest's sha256, and one ranged request (the
     second half of a file) checked against the file's bytes."""
     s = manifest.shards[0]
@@ -441,7 +444,8 @@ def main() -> None:
     data.mkdir()
     post_keys = {c: f"bench-key-post-c{c}-0123456789" for c in levels}
     env = {"SYNTH2_API_KEYS": ",".join([MAIN_KEY, *post_keys.values()]), "SYNTH2_MAX_RUNNING": "1",
-           "SYNTH2_MAX_JOBS_PER_KEY": "1000", "SYNTH2_POLL_SECONDS": "0.5"}
+           "SYNTH2_MAX_JOBS_PER_KEY": "1000", "SYNTH2_POLL_SECONDS": "0.5", "SYNTH2_JOB_EXECUTOR": "inline",
+           "SYNTH2_MODEL_ROOTS": WORLD}
     res: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "versions": versions()},
@@ -452,7 +456,7 @@ def main() -> None:
                      "client": "asyncio in the bench process; one httpx.AsyncClient (one keep-alive connection) per worker"},
     }
     blocker = subprocess.Popen(["sleep", "3600"], stdin=subprocess.DEVNULL)
-    svc = Service(data, env_extra=env)
+    svc = LocalService(data, env_extra=env | {"SYNTH2_DATA_ROOTS": str(tmp)})
     try:
         t = time.perf_counter()
         shard_dir = data / "jobs" / "bench-shards"

@@ -1,13 +1,14 @@
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from serve.local import free_port
 
 # No test reaches a model hub; the same loading code runs on models the tests build.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -103,14 +104,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in (os.environ.get("SYNTH2_CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), "")
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def ray_submit(args: list[str], env: dict, tries: int = 30) -> subprocess.CompletedProcess:
