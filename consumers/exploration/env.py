@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from generators.world.annotate import caption as world_caption
 from generators.world.concepts import COLOURS, POSITIONS, SHAPES, Obj, Scene
-from generators.world.render import SUPERSAMPLE, _draw, _layout  # the world renderer's own layout and drawing
+from generators.world.render import SUPERSAMPLE, draw_object, scene_layout  # the world renderer's own layout and drawing
 
 FORWARD, LEFT, RIGHT = 0, 1, 2
 ACTIONS = ("forward", "turn left", "turn right")
@@ -237,8 +237,8 @@ def draw_view(scene: Scene | None, wall: int, rng: np.random.Generator, size: in
     wall_rgb = tuple(int(np.clip(v + rng.normal(0, 6), 0, 255)) for v in WALL_RGB)
     draw.rectangle([0, 0, side, int(side * WALL_FRACTION.get(wall, BEYOND))], fill=wall_rgb)
     if scene is not None:
-        for obj, cx, cy, r in _layout(scene, side, rng):
-            _draw(draw, obj, cx, cy, r, rng)
+        for obj, cx, cy, r in scene_layout(scene, side, rng):
+            draw_object(draw, obj, cx, cy, r, rng)
     img = img.reduce(SUPERSAMPLE)  # box filter: the renderer's LANCZOS took 1.3 ms of this function's 1.6
     arr = np.asarray(img, dtype=np.int16) + rng.normal(0, 4, size=(size, size, 3)).astype(np.int16)
     return np.clip(arr, 0, 255).astype(np.uint8)

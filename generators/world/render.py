@@ -2,6 +2,9 @@
 
 Shapes are drawn at 4x resolution and downsampled (anti-aliasing); positions, sizes, rotation,
 colour and background are jittered so that no two renders of a scene are identical.
+`scene_layout` (where each object goes) and `draw_object` (one object on a canvas) are `render`'s
+two steps, public so that a consumer draws the same objects on a canvas of its own
+(consumers/exploration/env.py draws them over a wall).
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     raise ValueError(f"no polygon for shape {shape!r}")
 
 
-def _draw(draw: ImageDraw.ImageDraw, obj: Obj, cx: float, cy: float, r: float,
-          rng: np.random.Generator) -> None:
+def draw_object(draw: ImageDraw.ImageDraw, obj: Obj, cx: float, cy: float, r: float,
+                rng: np.random.Generator) -> None:
+    """Draw `obj` centred at (`cx`, `cy`) with radius `r` (pixels of the canvas `draw` paints on), its
+    colour and rotation jittered from `rng`."""
     rgb = tuple(int(np.clip(v + rng.normal(0, 10), 0, 255)) for v in RGB[obj.colour])
     if obj.shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
@@ -51,8 +56,9 @@ def _radius(obj: Obj, side: float, rng: np.random.Generator) -> float:
     return 0.5 * SIZE_FRACTION[obj.size] * side * float(rng.uniform(0.92, 1.08))
 
 
-def _layout(scene: Scene, side: float, rng: np.random.Generator) -> list[tuple[Obj, float, float, float]]:
-    """Centres and radii (in pixels of a `side`-wide canvas) for every object of the scene."""
+def scene_layout(scene: Scene, side: float, rng: np.random.Generator) -> list[tuple[Obj, float, float, float]]:
+    """`(obj, cx, cy, r)` for every object of the scene: its centre and radius in pixels of a `side`-wide
+    canvas, placed by the scene's kind (a grid position, a count, a relation) with jitter from `rng`."""
     if scene.kind == "single":
         obj = scene.objects[0]
         r = _radius(obj, side, rng)
@@ -97,8 +103,8 @@ def render(scene: Scene, rng: np.random.Generator, size: int = 64) -> Image.Imag
     bg = tuple(int(v) for v in rng.integers(45, 85, size=3))
     img = Image.new("RGB", (side, side), bg)
     draw = ImageDraw.Draw(img)
-    for obj, cx, cy, r in _layout(scene, side, rng):
-        _draw(draw, obj, cx, cy, r, rng)
+    for obj, cx, cy, r in scene_layout(scene, side, rng):
+        draw_object(draw, obj, cx, cy, r, rng)
     img = img.resize((size, size), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.int16) + rng.normal(0, 4, size=(size, size, 3)).astype(np.int16)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
