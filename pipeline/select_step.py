@@ -9,6 +9,7 @@ Ray. Both give the same kept set. Returns {"kept": kept rows per chunk, "stats":
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,27 +69,25 @@ def _select_local(ctx: JobContext, n_chunks: int) -> dict:
 BLOCK_ROWS = 4096
 
 
-class _LoadChunks:
-    """Ray Data stage: chunk ids in, those chunks' caption rows (with prompt_concepts) out."""
-
-    def __init__(self, spec: dict, store: str) -> None:
-        self.store, self.plan = Store(store), RequestPlan(parse_spec(spec))
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        parts = [load_chunk(self.store, self.plan, int(k)) for k in batch["chunk"]]
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+@lru_cache(maxsize=4)
+def _plan(spec_json: str) -> RequestPlan:
+    return RequestPlan(parse_spec(json.loads(spec_json)))
 
 
-class _WriteChunkSelections:
+def _load_chunks(batch: dict[str, np.ndarray], spec_json: str, store: str) -> dict[str, np.ndarray]:
+    """Ray Data stage (tasks, not an actor pool: a long-lived actor's CPU would starve the hash
+    shuffle's aggregators and the tasks feeding them): chunk ids in, those chunks' caption rows
+    (with prompt_concepts) out."""
+    st, plan = Store(store), _plan(spec_json)
+    parts = [load_chunk(st, plan, int(k)) for k in batch["chunk"]]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _write_chunk_selections(group: dict[str, np.ndarray], store: str, rows: int) -> dict[str, np.ndarray]:
     """Ray Data group stage: one chunk's kept rows in, `stages/selection-K.npz` written, its size out."""
-
-    def __init__(self, store: str, rows: int) -> None:
-        self.store, self.rows = Store(store), rows
-
-    def __call__(self, group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        k = int(group["index"][0]) // self.rows
-        n = write_chunk_selection(self.store, k, group["index"], group["matched"], group["nearest"])
-        return {"chunk": np.array([k]), "kept": np.array([n])}
+    k = int(group["index"][0]) // rows
+    n = write_chunk_selection(Store(store), k, group["index"], group["matched"], group["nearest"])
+    return {"chunk": np.array([k]), "kept": np.array([n])}
 
 
 def _select_ray(ctx: JobContext, n_chunks: int) -> dict:
@@ -97,18 +96,18 @@ def _select_ray(ctx: JobContext, n_chunks: int) -> dict:
     from pipeline.dedup import SelectionConfig, select_ray
 
     store, rows = ctx.store, ctx.layout["chunk_rows"]
-    spec_json = ctx.spec.model_dump(mode="json")
+    spec_json = json.dumps(ctx.spec.model_dump(mode="json"), sort_keys=True)
     # blocks of whole chunks, about BLOCK_ROWS rows each: the group-bys' cost in the driver grows with blocks
     per = max(1, BLOCK_ROWS // rows)
     blocks = max(1, -(-n_chunks // per))
     ds = ray.data.from_items([{"chunk": k} for k in range(n_chunks)], override_num_blocks=blocks)
-    ds = ds.map_batches(_LoadChunks, fn_constructor_kwargs={"spec": spec_json, "store": store.url}, batch_size=per,
-                        compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
+    ds = ds.map_batches(_load_chunks, fn_kwargs={"spec_json": spec_json, "store": store.url}, batch_size=per,
+                        batch_format="numpy")
     kept_ds, stats = select_ray(ds, SelectionConfig.from_spec(ctx.spec), blocks=blocks)
     kept_ds = kept_ds.map_batches(lambda b: b | {"chunk": np.asarray(b["index"], dtype=np.int64) // rows},
                                   batch_format="numpy")
-    written = kept_ds.groupby("chunk").map_groups(_WriteChunkSelections, fn_constructor_kwargs={
-        "store": store.url, "rows": rows}, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1))
+    written = kept_ds.groupby("chunk").map_groups(_write_chunk_selections, fn_kwargs={"store": store.url, "rows": rows},
+                                                  batch_format="numpy")
     kept = [0] * n_chunks
     for r in written.iter_rows():  # one small row per chunk
         kept[int(r["chunk"])] = int(r["kept"])

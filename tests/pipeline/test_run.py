@@ -57,18 +57,28 @@ def _keys(directory):
     return [s["__key__"] for s in iter_samples(directory)]
 
 
-def test_end_to_end_on_local_ray(tiny_world, tmp_path, ray_local):
+def test_end_to_end_on_local_ray(tiny_world, tmp_path, ray_local, monkeypatch):
     import ray
     import webdataset as wds
 
+    import pipeline.dedup
+    import pipeline.select_step
     from pipeline.runner import RayExecutor
 
     world, _ = tiny_world
+    # selection over 5 blocks (one 8-request chunk each) by the hash shuffle, as a large job selects
+    monkeypatch.setenv("SYNTH2_CHUNK_TARGET", "8")
+    monkeypatch.setattr(pipeline.select_step, "BLOCK_ROWS", 8)
+    monkeypatch.setattr(pipeline.dedup, "SORT_SHUFFLE_MAX_BLOCKS", 2)
+    chosen, pick = [], pipeline.dedup.shuffle_strategy
+    monkeypatch.setattr(pipeline.dedup, "shuffle_strategy",
+                        lambda blocks: chosen.append((blocks, pick(blocks).name)) or pick(blocks))
     spec = world_spec(world, tmp_path / "job")
     stats = run_job(spec, executor=RayExecutor())
     out = tmp_path / "job"
     m = Manifest.load(out)
     assert m.complete and m.samples == stats["samples"] > 0
+    assert chosen == [(5, "HASH_SHUFFLE")]
     for s in m.shards:
         assert sha256_file(out / s.name) == s.sha256
         with tarfile.open(out / s.name) as t:
