@@ -34,8 +34,7 @@ def _label(s: str) -> str:
 def _figure(w: float, h: float):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(w, h), dpi=110, layout="constrained")
-    return fig
+    return Figure(figsize=(w, h), dpi=110, layout="constrained")
 
 
 def _png(fig) -> str:

@@ -3,7 +3,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -104,16 +103,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in (os.environ.get("SYNTH2_CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), "")
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def ray_submit(args: list[str], env: dict, tries: int = 30) -> subprocess.CompletedProcess:
-    """`ray job submit`, retried while the freshly started head has no job agent yet."""
-    for _ in range(tries):
-        r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        if r.returncode == 0 or "No available agent" not in r.stdout + r.stderr:
-            return r
-        time.sleep(2.0)
-    return r
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from contracts.shards import Manifest, sha256_file
-from tests.conftest import RAY, kill_marked_processes
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import RAY, ROOT, kill_marked_processes
 
 # The README's advice for a head that has just started ("No available agent to submit job": run the submit
 # again), as a wrapper around `ray job submit`; every other `ray` command runs as written.
