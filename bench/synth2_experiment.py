@@ -33,14 +33,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def synthetic_job(world: Path, out: Path, pixel: bool = False, per_prompt: int = 1) -> Path:
+def synthetic_job(world: Path, out: Path, pixel: bool = False, per_prompt: int = 1, config: str = "demo.yaml",
+                  per_concept: int | None = None) -> Path:
     """The demo job (configs/demo.yaml) on this world, written to `out` (resumed / skipped when done);
-    with `pixel`, the same job through the pixel path (synthesis.space: pixel, the world's pixel decoder)."""
+    with `pixel`, the same job through the pixel path (synthesis.space: pixel, the world's pixel decoder).
+    `config` names another job spec in configs/ (e.g. demo-smollm2.yaml: captions by a real LLM that never saw
+    the world); its captioner is kept unless it is the world's LM."""
     from pipeline.run import run_spec
     from pipeline.spec import parse_spec
 
-    d = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    d["captions"]["model"] = str(world / "lm")
+    d = yaml.safe_load((ROOT / "configs" / config).read_text())
+    if d["captions"]["model"] == "world/lm":
+        d["captions"]["model"] = str(world / "lm")
+    if per_concept:
+        d["captions"]["per_concept"] = per_concept
     d["synthesis"].update(prior=str(world / "prior"), encoder={"name": f"local-dir:{world / 'clip'}"})
     if pixel:
         d["synthesis"].update(space="pixel", decoder=str(world / "pixel"), decoder_steps=25)
@@ -112,7 +118,8 @@ def summarise(results: dict, seeds: list[int]) -> dict:
     runs = results["runs"]
     table = {}
     for cond in ("a_human", "b_human+synthetic", "c_synthetic", "b_pairs_human+synthetic", "c_pairs_synthetic",
-                 "b_pixel_human+synthetic", "c_pixel_synthetic"):
+                 "b_pixel_human+synthetic", "c_pixel_synthetic", "b_worldlm_matched_human+synthetic",
+                 "c_worldlm_matched_synthetic", "b_smollm2_human+synthetic", "c_smollm2_synthetic"):
         rows = [runs[f"{cond}-s{s}"] for s in seeds if f"{cond}-s{s}" in runs]
         if not rows:
             continue
@@ -124,12 +131,12 @@ def summarise(results: dict, seeds: list[int]) -> dict:
     goals = {}
     if "a_human" in table and "b_human+synthetic" in table:
         a, b = table["a_human"], table["b_human+synthetic"]
-        goals["b_vs_a_cider_relative_gain"] = b["cider"][0] / a["cider"][0] - 1
+        goals["b_vs_a_cider_relative_gain"] = b["cider"][0] / max(a["cider"][0], 1e-9) - 1
         goals["b_vs_a_cider_goal_met (>= +17%)"] = goals["b_vs_a_cider_relative_gain"] >= 0.17
         goals["b_over_a_held_out_ratio"] = b["held_out_composition"][0] / max(a["held_out_composition"][0], 1e-9)
         goals["b_over_a_held_out_goal_met (>= 2x)"] = goals["b_over_a_held_out_ratio"] >= 2
     if "a_human" in table and "c_synthetic" in table:
-        goals["c_over_a_cider"] = table["c_synthetic"]["cider"][0] / table["a_human"]["cider"][0]
+        goals["c_over_a_cider"] = table["c_synthetic"]["cider"][0] / max(table["a_human"]["cider"][0], 1e-9)
         goals["c_over_a_cider_goal_met (>= 0.9)"] = goals["c_over_a_cider"] >= 0.9
     return {"table": table, "goals": goals}
 
@@ -140,7 +147,11 @@ def markdown(summary: dict, results: dict) -> str:
              "c_synthetic": "(c) synthetic only", "b_pixel_human+synthetic": "(b) human + synthetic, pixel path",
              "c_pixel_synthetic": "(c) synthetic only, pixel path",
              "b_pairs_human+synthetic": "(b) human + synthetic with two-concept prompts",
-             "c_pairs_synthetic": "(c) synthetic only, with two-concept prompts"}
+             "c_pairs_synthetic": "(c) synthetic only, with two-concept prompts",
+             "b_worldlm_matched_human+synthetic": "(b) human + world-LM synthetic, cut to the SmolLM2 set's size",
+             "c_worldlm_matched_synthetic": "(c) world-LM synthetic only, cut to the SmolLM2 set's size",
+             "b_smollm2_human+synthetic": "(b) human + SmolLM2-135M-Instruct synthetic",
+             "c_smollm2_synthetic": "(c) SmolLM2-135M-Instruct synthetic only"}
     lines = ["| training data | CIDEr | BLEU-4 | colour | shape | count | relation | seen comp. | held-out comp. |",
              "|---|---|---|---|---|---|---|---|---|"]
     for cond, row in t.items():
@@ -149,6 +160,10 @@ def markdown(summary: dict, results: dict) -> str:
             return f"{m:.3f} ± {s:.3f}"
         lines.append(f"| {names[cond]} | {f('cider')} | {f('bleu4')} | {f('acc_colour')} | {f('acc_shape')} | "
                      f"{f('acc_count')} | {f('acc_relation')} | {f('seen_composition')} | {f('held_out_composition')} |")
+    counts = {k: results[f"{k}_pairs"] for k in ("human", "synthetic", "smollm2", "pairs", "pixel")
+              if f"{k}_pairs" in results}
+    lines += ["", f"Mean ± std over seeds {results['seeds']}, {results['steps']} steps each; pairs per set: "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()) + "."]
     extra = [(k, v) for k, v in results["runs"].items() if k.startswith(("curve", "lever"))]
     if extra:
         lines += ["", "| run | CIDEr | BLEU-4 | held-out comp. | seen comp. |", "|---|---|---|---|---|"]
@@ -172,8 +187,9 @@ def plot(summary: dict, results: dict, png: Path) -> None:
     for ax, key, title in ((axes[0], "cider", "CIDEr (balanced test)"),
                            (axes[1], "held_out_composition", "held-out composition accuracy")):
         ax.bar(labels, [t[c][key][0] for c in conds], yerr=[t[c][key][1] for c in conds], capsize=4,
-               color=["#888", "#3a7", "#37a", "#2a5", "#259", "#7c5", "#79c"][:len(conds)])
+               color=[plt.cm.tab20(i) for i in range(len(conds))])
         ax.set_title(title)
+        ax.tick_params(axis="x", labelsize=6)
         ax.grid(axis="y", alpha=0.3)
     curve = sorted((v["n_synthetic"], v["cider"]) for k, v in results["runs"].items() if k.startswith("curve"))
     ax = axes[2]
@@ -215,6 +231,9 @@ def main() -> None:
                          "on its shards, for the embedding-vs-pixel quality comparison")
     ap.add_argument("--pairs", action="store_true",
                     help="also a second synthetic job whose prompts name two concepts (relations), and (b)/(c) with it")
+    ap.add_argument("--smollm2", type=int, default=0, metavar="PER_CONCEPT",
+                    help="also a synthetic job captioned by SmolLM2-135M-Instruct (configs/demo-smollm2.yaml, this many "
+                         "captions per concept), and (b)/(c) with it beside the world LM's set cut to the same size")
     ap.add_argument("--curve", action="store_true", help="also the data-efficiency curve")
     ap.add_argument("--levers", action="store_true", help="also the synthetic share and noise injection")
     args = ap.parse_args()
@@ -264,6 +283,18 @@ def main() -> None:
                     args, args.work, results, results_path, seed)
             run_one(f"c_pairs_synthetic-s{seed}", [f"{s}@0.5", f"{pairs}@0.5"], args, args.work, results, results_path,
                     seed)
+    if args.smollm2:
+        llm = synthetic_job(args.world, args.work / "synthetic-smollm2", config="demo-smollm2.yaml",
+                            per_concept=args.smollm2)
+        n_llm = Manifest.load(llm).samples
+        # the world LM's set cut to the LLM's size, so the two caption sources compare at equal synthetic pairs
+        matched = subset(synthetic, min(n_llm, n_syn), args.work / f"synthetic-{min(n_llm, n_syn)}")
+        results["smollm2_pairs"] = n_llm
+        for seed in args.seeds:
+            for tag, src in (("smollm2", llm), ("worldlm_matched", matched)):
+                run_one(f"b_{tag}_human+synthetic-s{seed}", [f"{h}@{1 - args.share}", f"{src}@{args.share}"], args,
+                        args.work, results, results_path, seed)
+                run_one(f"c_{tag}_synthetic-s{seed}", [str(src)], args, args.work, results, results_path, seed)
     if args.curve:
         for n in (250, 500, 1000):
             if n < n_syn:
