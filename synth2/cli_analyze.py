@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -48,4 +49,4 @@ def analyze_collapse(model_id: str, gguf_file: str | None, out_dir: str, sep_eve
         click.echo(json.dumps(res["summary"], indent=1, default=str))
         return
     click.echo("\n".join(summary_lines(res["summary"])))
-    click.echo("wrote " + ", ".join(res["files"]))
+    click.echo("wrote " + ", ".join(str(Path(out_dir) / f) for f in res["files"]))

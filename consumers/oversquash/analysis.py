@@ -437,12 +437,13 @@ def run_analysis(model_id: str, out_dir: str | Path | None = None, *, sep_every:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "collapse.json").write_text(json.dumps(_clean(res), indent=1))
-        res["files"] = [str(out / "collapse.json")]
+        # names inside out_dir: the record (and a service run's links) never carries this machine's paths
+        res["files"] = ["collapse.json"]
         if plots:
             from consumers.oversquash.plots import write_plots
 
             tell("plots")
-            res["files"] += write_plots(res, out)
+            res["files"] += [Path(f).name for f in write_plots(res, out)]
         (out / "collapse.json").write_text(json.dumps(_clean(res), indent=1))
     if progress:
         progress(len(steps), len(steps), "done")
