@@ -3,7 +3,7 @@ in diversity, and caption sets that differ only in balance, each run as a real j
 with `pipeline.metrics` on both the generated captions and the selected (deduplicated, balanced)
 ones that end up in shards.
 
-    python bench/diversity_ablation.py [--world world] [--per-concept 40] [--seeds 0 1]
+    .venv/bin/python bench/diversity_ablation.py [--world world] [--per-concept 40] [--seeds 0 1 2] [--vlm-steps 300]
 
 Arms (everything not named is the base arm, `configs/demo.yaml` cut down to --per-concept and
 --steps, with cap = round(--cap-ratio x per_concept), the demo's 40-of-100):
@@ -24,11 +24,29 @@ set (stats.json `metrics`), size-matched Vendi and distinct-2 (both sets subsamp
 --matched-n, so set size does not move them), and the wall time. Figures across seeds are
 mean ± half-range (max-min)/2.
 
-The downstream VLM score is not available yet (the VLM evaluation has not landed): every arm
-carries `vlm_score: null`; `score_vlm` is the hook to fill in, and `--vlm` is reserved for it.
+Downstream VLM score (`--vlm-steps N`, default 300; 0 skips it): right after each arm's job, while its
+job directory exists, the VLM (`vlm.train`, from the world's LM) is trained from scratch for N steps
+(batch --vlm-batch-size) on human + that arm's synthetic pairs, mixed by weight as in
+bench/synth2_experiment.py (`[f"{human}@{1-share}", f"{syn}@{share}"]`, --vlm-share 0.3; human = the
+world's data/train split, synthetic = the arm's shards), with the arm's seed, and evaluated greedily on
+the world's balanced test split (`bench._vlm.train_and_score`, the call synth2_experiment uses):
+CIDEr, BLEU-4, held-out- and seen-composition accuracy, shape and colour accuracy. A "human only"
+reference (the human split alone, same steps and seeds) is trained once per seed. VLM figures are
+mean ± std over seeds; `vlm.significant` compares every arm with the base arm and with human only on
+each VLM metric and marks a difference significant when |Δmean| > std_a + std_b (in the table: * vs base).
+
+Budget: with the defaults (12 arms x 3 seeds, per_concept 40, VLM 300 steps x batch 64, 1 torch
+thread) the full run on the quick world should take about 40-45 min on one core of the loaded 2-core
+dev machine: the 36 jobs about 24 min (1456 s in the last caption-only run, at 2 torch threads), the 39 VLM runs (36 arm
+runs + 3 human only) about 27 s each (~0.08 s a step: 600 steps in ~50 s in bench/synth2_experiment.py
+on the quick world, 40 steps in ~4 s on the tiny one; evaluation ~1-2 s). On the full world (deeper LM
+and prior, twice the test split) expect ~1.3x: keep it in budget with --vlm-steps 200 or --per-concept
+30. `seconds`, `vlm.seconds` and every run's `wall_s` / `vlm.train_seconds` / `vlm.eval_seconds` record
+what it took.
 
 Writes bench/results/diversity_ablation.json and bench/results/diversity_ablation.png and prints a
-markdown table of the key metrics. `--replot JSON` redraws the plot and table from a results file.
+markdown table of the key metrics (caption metrics, then the VLM columns). `--replot JSON` redraws
+the plot and table from a results file.
 """
 
 from __future__ import annotations
@@ -54,6 +72,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._vlm import train_and_score  # noqa: E402
+from contracts.shards import Manifest  # noqa: E402
 from contracts.storage import Store  # noqa: E402
 from pipeline.metrics import distinct_n, vendi_score  # noqa: E402
 from pipeline.prompts import build_requests  # noqa: E402
@@ -77,8 +97,9 @@ WIDE_POOL = [
     {"concepts": ["pink hexagon"], "caption": "a pink hexagon of small size in the center"},
 ]
 
-VLM_NOTE = ("downstream VLM score not available yet: the VLM evaluation has not landed; score_vlm() is the hook "
-            "and --vlm is reserved for it")
+# The VLM figures recorded per run (paths into the `vlm` record) and their table / plot labels.
+VLM_METRICS = [("cider", "VLM CIDEr"), ("held_out_composition", "held-out comp."),
+               ("seen_composition", "seen comp."), ("attributes.shape", "shape acc."), ("attributes.colour", "colour acc.")]
 
 
 # ---------------------------------------------------------------- arms
@@ -166,10 +187,19 @@ def base_spec(world: Path, args) -> dict:
 # ---------------------------------------------------------------- one arm
 
 
-def score_vlm(job_dir: Path, args) -> float | None:
-    """Hook for the downstream VLM score of an arm's shards (train/probe a VLM on them, score it).
-    Not available yet: the VLM evaluation has not landed."""
-    return None
+def score_vlm(synthetic: Path | None, world: Path, out: Path, seed: int, args) -> dict:
+    """Train the VLM on the world's human split + `synthetic` (mixed by weight; None: human only) and
+    score it on the balanced test split. The training directory is removed afterwards unless --keep."""
+    human = world / "data" / "train"
+    sources = ([str(human)] if synthetic is None
+               else [f"{human}@{1 - args.vlm_share:.6g}", f"{synthetic}@{args.vlm_share:.6g}"])
+    row = train_and_score(sources, world, out, steps=args.vlm_steps, batch_size=args.vlm_batch_size, lr=args.vlm_lr,
+                          seed=seed, threads=args.threads)
+    if not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"steps": args.vlm_steps, "seed": seed, "human_pairs": Manifest.load(human).samples,
+            "synthetic_pairs": 0 if synthetic is None else Manifest.load(synthetic).samples,
+            "share": 0.0 if synthetic is None else args.vlm_share, **row}
 
 
 def matched_metrics(job_dir: Path, m: int, draws: int, seed: int) -> dict:
@@ -243,7 +273,6 @@ def run_arm(arm: Arm, base: dict, seed: int, job_dir: Path, args) -> dict:
         "dropped": stats.get("dropped", {}), "duplicates_removed": stats.get("duplicates_removed", {}),
         "metrics": {s: {k: stats["metrics"][s].get(k) for k in METRICS} for s in ("generated", "selected")},
         "prompt_faithfulness": prompt_faithfulness(spec, job_dir),
-        "vlm_score": score_vlm(job_dir, args),
         "example_captions": examples,
     }
 
@@ -263,13 +292,15 @@ def summarise(runs: list[dict], path: str) -> dict | None:
     if not vals:
         return None
     a = np.asarray(vals, dtype=float)
-    return {"mean": float(a.mean()), "half_range": float((a.max() - a.min()) / 2), "values": [float(x) for x in a]}
+    return {"mean": float(a.mean()), "half_range": float((a.max() - a.min()) / 2),
+            "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "values": [float(x) for x in a]}
 
 
 SUMMARY_PATHS = ([f"counts.{k}" for k in COUNTS] + ["wall_s"]
                  + [f"metrics.{s}.{k}" for s in ("generated", "selected") for k in METRICS]
                  + [f"size_matched.{s}.{k}" for s in ("generated", "selected") for k in ("vendi", "distinct_2")]
-                 + [f"prompt_faithfulness.{k}" for k in ("names_prompted", "names_other_only", "names_none")])
+                 + [f"prompt_faithfulness.{k}" for k in ("names_prompted", "names_other_only", "names_none")]
+                 + [f"vlm.{k}" for k, _ in VLM_METRICS] + ["vlm.bleu4", "vlm.synthetic_pairs", "vlm.train_seconds"])
 
 
 def mean_of(res: dict, arm: str, path: str) -> float | None:
@@ -318,6 +349,33 @@ def checks(res: dict) -> list[dict]:
     return out
 
 
+def vlm_significance(res: dict) -> list[dict]:
+    """Every arm against the base arm, and against the human-only VLM, on each VLM metric: `significant`
+    when the gap between the seed means exceeds the sum of the two seed standard deviations
+    (|Δmean| > std_a + std_b); None with fewer than 2 seeds on either side (no spread to compare with)."""
+    refs = {}
+    if "base" in res["arms"]:
+        refs["base"] = res["arms"]["base"]["summary"]
+    if (human := res.get("vlm", {}).get("human_only", {}).get("summary")):
+        refs["human only"] = human
+    out = []
+    for ref_name, ref in refs.items():
+        for name, a in res["arms"].items():
+            if name == ref_name:
+                continue
+            for k, _ in VLM_METRICS:
+                x, r = a["summary"].get(f"vlm.{k}"), ref.get(f"vlm.{k}")
+                if x is None or r is None:
+                    continue
+                delta, spread = x["mean"] - r["mean"], x["std"] + r["std"]
+                enough = len(x["values"]) > 1 and len(r["values"]) > 1
+                out.append({"arm": name, "reference": ref_name, "metric": k, "mean": round(x["mean"], 4),
+                            "std": round(x["std"], 4), "reference_mean": round(r["mean"], 4),
+                            "reference_std": round(r["std"], 4), "delta": round(delta, 4), "spread": round(spread, 4),
+                            "significant": bool(abs(delta) > spread) if enough else None})
+    return out
+
+
 def _fmt(s: dict | None, nd: int = 3) -> str:
     if s is None:
         return "–"
@@ -338,21 +396,44 @@ TABLE_COLS = [
 ]
 
 
+def _fmt_vlm(s: dict | None, significant: bool | None = None) -> str:
+    if s is None:
+        return "–"
+    text = f"{s['mean']:.3f}" if len(s["values"]) < 2 else f"{s['mean']:.3f}±{s['std']:.3f}"
+    return text + ("*" if significant else "")
+
+
 def table(res: dict) -> str:
-    head = ["arm", "group", "knob"] + [c[0] for c in TABLE_COLS]
+    head = (["arm", "group", "knob"] + [c[0] for c in TABLE_COLS] + ["syn pairs"] + [label for _, label in VLM_METRICS])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    vlm = res.get("vlm", {})
+    sig = {(c["arm"], c["metric"]): c["significant"] for c in vlm.get("significant", []) if c["reference"] == "base"}
     for name, a in res["arms"].items():
         k = a["knobs"]
         knob = {"temperature": f"T={k['temperature']:g}", "few-shot": f"shots {k['few_shot']}",
                 "balance-uniform": k["balance"], "balance-skewed": f"{k['concepts']}, {k['balance']}",
                 "base": f"T={k['temperature']:g}, shots {k['few_shot']}, {k['balance']}"}[a["group"]]
-        row = [name, a["group"], knob] + [_fmt(a["summary"].get(p), nd) for _, p, nd in TABLE_COLS]
+        row = ([name, a["group"], knob] + [_fmt(a["summary"].get(p), nd) for _, p, nd in TABLE_COLS]
+               + [_fmt(a["summary"].get("vlm.synthetic_pairs"), 0)]
+               + [_fmt_vlm(a["summary"].get(f"vlm.{m}"), sig.get((name, m))) for m, _ in VLM_METRICS])
+        lines.append("| " + " | ".join(row) + " |")
+    if (human := vlm.get("human_only", {}).get("summary")):
+        row = (["human only", "reference", "no synthetic pairs"] + ["–"] * (len(TABLE_COLS) + 1)
+               + [_fmt_vlm(human.get(f"vlm.{m}")) for m, _ in VLM_METRICS])
         lines.append("| " + " | ".join(row) + " |")
     m = res["settings"]["matched_n"]
     lines.append(f"\ngen = every valid caption, sel = after dedup + balancing (what is sharded); @m = on random "
                  f"subsets of {m} captions; H(c) = normalised concept entropy; d-2 = distinct-2; off-prompt = share of "
                  f"valid captions naming only bank concepts other than the prompted one; "
-                 f"mean±half-range over seeds {res['settings']['seeds']}; vlm_score: null (not available yet).")
+                 f"caption figures mean±half-range over seeds {res['settings']['seeds']}.")
+    if vlm.get("steps"):
+        lines.append(f"VLM columns: the VLM trained {vlm['steps']} steps (batch {vlm['batch_size']}) on the world's "
+                     f"{vlm['human_pairs']} human pairs @ {1 - vlm['share']:.2g} + the arm's selected synthetic pairs "
+                     f"(syn pairs) @ {vlm['share']:.2g}, greedy on the balanced test split ({vlm['test_samples']} "
+                     f"samples); mean±std over seeds {vlm['seeds']}; * = differs from the base arm by more than the "
+                     f"sum of the two stds (`vlm.significant`).")
+    else:
+        lines.append("VLM columns: not run (--vlm-steps 0).")
     return "\n".join(lines)
 
 
@@ -370,22 +451,46 @@ def plot(res: dict, path: Path) -> None:
         if g == "temperature":
             members.sort(key=lambda x: x[1]["knobs"]["temperature"])
         order += [(g, n) for n, _ in members]
-    panels = [("Vendi (size-matched)", "size_matched.{s}.vendi"), ("distinct-2 (size-matched)", "size_matched.{s}.distinct_2"),
-              ("concept entropy (normalised)", "metrics.{s}.concept_entropy"), ("concept Gini", "metrics.{s}.concept_gini")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(10, 0.75 * len(order) + 2), 3.0 * len(panels)), sharex=True)
+    caption_panels = [("Vendi (size-matched)", "size_matched.{s}.vendi"),
+                      ("distinct-2 (size-matched)", "size_matched.{s}.distinct_2"),
+                      ("concept entropy (normalised)", "metrics.{s}.concept_entropy"),
+                      ("concept Gini", "metrics.{s}.concept_gini")]
+    has_vlm = any("vlm.cider" in a["summary"] for a in res["arms"].values())
+    # VLM panels: (title, [(summary path, label)]); error bars are the std over seeds
+    vlm_panels = ([("VLM CIDEr, balanced test split (error bars: std over seeds)", [("vlm.cider", "CIDEr")]),
+                   ("VLM composition accuracy (error bars: std over seeds)",
+                    [("vlm.held_out_composition", "held-out compositions"), ("vlm.seen_composition", "seen compositions")])]
+                  if has_vlm else [])
+    n_panels = len(caption_panels) + len(vlm_panels)
+    fig, axes = plt.subplots(n_panels, 1, figsize=(max(10, 0.75 * len(order) + 2), 3.0 * n_panels), sharex=True)
     x = np.arange(len(order))
     style = {"generated": ("#3b6ea8", "o"), "selected": ("#d2691e", "s")}
-    for ax, (title, tmpl) in zip(axes, panels, strict=False):
+
+    def series(ax, key: str, spread: str, offset: float, color: str, marker: str, label: str) -> None:
+        means, errs = [], []
+        for _, n in order:
+            v = res["arms"][n]["summary"].get(key)
+            means.append(np.nan if v is None else v["mean"])
+            errs.append(0 if v is None else v[spread])
+        ax.errorbar(x + offset, means, yerr=errs, fmt=marker, color=color, capsize=3, ms=6, label=label)
+
+    for ax, (title, tmpl) in zip(axes, caption_panels, strict=False):
         for j, s in enumerate(("generated", "selected")):
-            means, errs = [], []
-            for _, n in order:
-                v = res["arms"][n]["summary"].get(tmpl.format(s=s))
-                means.append(np.nan if v is None else v["mean"])
-                errs.append(0 if v is None else v["half_range"])
             color, marker = style[s]
-            ax.errorbar(x + (j - 0.5) * 0.25, means, yerr=errs, fmt=marker, color=color, capsize=3, ms=6,
-                        label=f"{s} captions")
+            series(ax, tmpl.format(s=s), "half_range", (j - 0.5) * 0.25, color, marker, f"{s} captions")
         ax.set_title(title, fontsize=10, pad=18 if ax is axes[0] else 6)
+    human = res.get("vlm", {}).get("human_only", {}).get("summary", {})
+    colors = ["#2e8b57", "#8b3a62"]
+    for ax, (title, paths) in zip(axes[len(caption_panels):], vlm_panels, strict=False):
+        for j, (key, label) in enumerate(paths):
+            offset = (j - (len(paths) - 1) / 2) * 0.25
+            series(ax, key, "std", offset, colors[j], "D", f"human + arm's synthetic: {label}")
+            if (h := human.get(key)) is not None:
+                ax.axhline(h["mean"], color=colors[j], ls="--", lw=1, label=f"human only: {label}")
+                ax.axhspan(h["mean"] - h["std"], h["mean"] + h["std"], color=colors[j], alpha=0.12)
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="best", fontsize=7)
+    for ax in axes:
         ax.grid(axis="y", alpha=0.3)
         ax.set_xlim(-0.6, len(order) - 0.4)
         start = 0
@@ -400,8 +505,10 @@ def plot(res: dict, path: Path) -> None:
     axes[0].legend(loc="best", fontsize=8)
     axes[-1].set_xticks(x, [n for _, n in order], rotation=40, ha="right", fontsize=8)
     s = res["settings"]
+    vlm_note = f"; VLM {res['vlm']['steps']} steps, error bars std" if has_vlm else ""
     fig.suptitle(f"Diversity / balance ablation on the embedded world (per_concept {s['per_concept']}, "
-                 f"seeds {s['seeds']}, size-matched m={s['matched_n']}; error bars: half-range over seeds)", fontsize=10)
+                 f"seeds {s['seeds']}, size-matched m={s['matched_n']})\ncaption error bars: half-range over seeds"
+                 f"{vlm_note}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -422,7 +529,16 @@ def versions() -> dict:
 
 def finish(res: dict, out_json: Path, out_png: Path | None) -> None:
     for a in res["arms"].values():
+        for legacy in ("vlm_score", "vlm_note"):  # placeholders of results written before the VLM landed
+            a.pop(legacy, None)
         a["summary"] = {p: s for p in SUMMARY_PATHS if (s := summarise(a["runs"], p)) is not None}
+    vlm = res.setdefault("vlm", {})
+    for legacy in ("available", "note"):
+        vlm.pop(legacy, None)
+    if "human_only" in vlm:
+        h = vlm["human_only"]
+        h["summary"] = {p: s for p in SUMMARY_PATHS if p.startswith("vlm.") and (s := summarise(h["runs"], p))}
+    vlm["significant"] = vlm_significance(res)
     res["checks"] = checks(res)
     res["table_markdown"] = table(res)
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -438,6 +554,14 @@ def print_checks(res: dict) -> None:
         note = "" if c["beyond_spread"] else " (within seed spread)"
         print(f"  {mark} {c['expectation']}: {c['metric']} {c['low_arm']}={c['low']} < {c['high_arm']}={c['high']}"
               f" per-seed {c['per_seed']}{note}")
+    comparisons = res.get("vlm", {}).get("significant", [])
+    sig = [c for c in comparisons if c["significant"]]
+    if comparisons:
+        none = " none" if any(c["significant"] is not None for c in comparisons) else " none (needs >= 2 seeds)"
+        print("\nVLM differences beyond the seed spread (|Δmean| > std_a + std_b):" + ("" if sig else none))
+        for c in sig:
+            print(f"  {c['arm']} vs {c['reference']}: {c['metric']} {c['mean']} vs {c['reference_mean']} "
+                  f"(Δ {c['delta']:+.4f}, spread {c['spread']})")
 
 
 def main() -> None:
@@ -448,21 +572,29 @@ def main() -> None:
     ap.add_argument("--cap-ratio", type=float, default=0.4, help="balance cap = round(ratio x per_concept) (demo: 40/100)")
     ap.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 1.5])
     ap.add_argument("--zipf", type=float, default=1.0, help="exponent of the skewed concept weights")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="job seeds (captions, synthesis, balancing); each arm's VLM trains with the same seed")
     ap.add_argument("--arms", nargs="+", help="run only these arms (default: all)")
     ap.add_argument("--matched-n", type=int, default=0,
                     help="subset size of the size-matched metrics (default: the smallest selected set, within 100..500)")
     ap.add_argument("--matched-draws", type=int, default=5)
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "synth2-diversity-ablation"),
                     help="where the job directories go (a fresh run-<time> folder inside)")
-    ap.add_argument("--keep", action="store_true", help="keep the job directories (default: delete them at the end)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the job directories and the VLM training directories (default: delete them)")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "diversity_ablation.json"))
     ap.add_argument("--plot", default=str(ROOT / "bench" / "results" / "diversity_ablation.png"))
     ap.add_argument("--replot", metavar="JSON", help="redraw plot, table and checks from a results file; run nothing")
-    ap.add_argument("--vlm", metavar="CONFIG", help="reserved: score each arm with the downstream VLM (not available yet)")
+    ap.add_argument("--vlm-steps", type=int, default=300,
+                    help="train the VLM this many steps per arm and seed on human + the arm's synthetic pairs and score "
+                         "it on the test split (0: skip the VLM score)")
+    ap.add_argument("--vlm-batch-size", type=int, default=64)
+    ap.add_argument("--vlm-lr", type=float, default=1e-3)
+    ap.add_argument("--vlm-share", type=float, default=0.3, help="synthetic share of the VLM's training mix")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (jobs and VLM training)")
     args = ap.parse_args()
-    if args.vlm:
-        ap.error(f"--vlm: {VLM_NOTE}")
+    if args.vlm_steps < 0 or not 0 < args.vlm_share < 1:
+        ap.error(f"--vlm-steps must be >= 0 (got {args.vlm_steps}) and --vlm-share in (0, 1) (got {args.vlm_share})")
     if args.replot:
         res = json.loads(Path(args.replot).read_text())
         finish(res, Path(args.replot), Path(args.plot))
@@ -471,12 +603,13 @@ def main() -> None:
         return
 
     world = Path(args.world).resolve()
-    for part in ("lm", "prior", "clip"):
+    for part in ("lm", "prior", "clip") + (("data/train", "data/test") if args.vlm_steps else ()):
         if not (world / part).exists():
             raise SystemExit(f"{world / part} is missing: build the world first "
                              f"(.venv/bin/synth2 world build --out {args.world} --size quick)")
     import torch
 
+    torch.set_num_threads(args.threads)
     base = base_spec(world, args)
     arms = make_arms(base, args)
     work = Path(args.out) / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -496,24 +629,46 @@ def main() -> None:
                      "base_spec": {k: v for k, v in base.items() if k != "output"},
                      "skewed_weights": zipf_weights(list(base["concepts"]["items"]), args.zipf),
                      "wide_few_shot_pool": WIDE_POOL},
-        "vlm": {"available": False, "note": VLM_NOTE},
+        "vlm": ({"steps": args.vlm_steps, "batch_size": args.vlm_batch_size, "lr": args.vlm_lr, "share": args.vlm_share,
+                 "seeds": args.seeds, "decoder": "world/lm", "human_pairs": Manifest.load(world / "data" / "train").samples,
+                 "test_samples": Manifest.load(world / "data" / "test").samples,
+                 "mix": "[f'{human}@{1-share}', f'{arm shards}@{share}']; human only: [human]",
+                 "evaluation": "vlm.evaluate greedy, use_images=False, on the world's data/test (balanced)",
+                 "entry_point": "bench._vlm.train_and_score", "seconds": 0.0, "human_only": {"runs": []}}
+                if args.vlm_steps else {"steps": 0}),
         "metric_docs_source": "pipeline.metrics.METRIC_DOCS",
-        "arms": {a.name: {"group": a.group, "also_in": list(a.also_in), "knobs": a.knobs, "vlm_score": None,
-                          "vlm_note": VLM_NOTE, "runs": []} for a in arms},
+        "arms": {a.name: {"group": a.group, "also_in": list(a.also_in), "knobs": a.knobs, "runs": []} for a in arms},
     }
     out_json = Path(args.results)
     total = len(arms) * len(args.seeds)
     k = 0
+    f = lambda v, nd: "–" if v is None else f"{v:.{nd}f}"  # noqa: E731
+
+    def vlm_line(v: dict) -> str:
+        return (f"VLM CIDEr {v['cider']:.3f} held-out {f(v['held_out_composition'], 3)} "
+                f"seen {f(v['seen_composition'], 3)} ({v['train_seconds']:.0f}+{v['eval_seconds']:.0f} s)")
+
     for seed in args.seeds:  # seed-major: a cut-short run still has every arm at the first seed
+        if args.vlm_steps:
+            t = time.time()
+            v = score_vlm(None, world, work / "vlm" / f"human-seed{seed}", seed, args)
+            res["vlm"]["seconds"] += round(time.time() - t, 1)
+            res["vlm"]["human_only"]["runs"].append({"seed": seed, "vlm": v})
+            print(f"[human only] seed {seed}: {vlm_line(v)}  (elapsed {time.time() - started:.0f} s)", flush=True)
         for arm in arms:
             k += 1
-            r = run_arm(arm, base, seed, work / f"{arm.name}-seed{seed}", args)
+            job_dir = work / f"{arm.name}-seed{seed}"
+            r = run_arm(arm, base, seed, job_dir, args)
+            if args.vlm_steps:  # now, while the arm's shards exist
+                t = time.time()
+                r["vlm"] = score_vlm(job_dir, world, work / "vlm" / f"{arm.name}-seed{seed}", seed, args)
+                res["vlm"]["seconds"] += round(time.time() - t, 1)
             res["arms"][arm.name]["runs"].append(r)
             g, s = r["metrics"]["generated"], r["metrics"]["selected"]
-            f = lambda v, nd: "–" if v is None else f"{v:.{nd}f}"  # noqa: E731
             print(f"[{k}/{total}] {arm.name} seed {seed}: {r['wall_s']} s  counts {r['counts']}  "
                   f"gen vendi {f(g['vendi'], 2)} d2 {f(g['distinct_2'], 4)}  sel H {f(s['concept_entropy'], 3)} "
-                  f"gini {f(s['concept_gini'], 3)}  (elapsed {time.time() - started:.0f} s)", flush=True)
+                  f"gini {f(s['concept_gini'], 3)}" + (f"  {vlm_line(r['vlm'])}" if "vlm" in r else "")
+                  + f"  (elapsed {time.time() - started:.0f} s)", flush=True)
             res["seconds"] = round(time.time() - started, 1)
             finish(res, out_json, None)  # partial results survive an interrupted run
     sizes = [r["counts"]["after_balance"] for a in res["arms"].values() for r in a["runs"] if r["counts"]["after_balance"]]

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._vlm import train_and_score  # noqa: E402
 
 
 def synthetic_job(world: Path, out: Path, pixel: bool = False, per_prompt: int = 1, config: str = "demo.yaml",
@@ -78,34 +79,15 @@ def subset(src: Path, n: int, out: Path, seed: int = 0) -> Path:
 
 def run_one(name: str, sources: list[str], args, work: Path, results: dict, results_path: Path, seed: int,
             **overrides) -> dict:
-    from vlm.evaluate import evaluate
-    from vlm.train import TrainConfig, train
-
     if name in results["runs"]:
         return results["runs"][name]
-    out = work / name
-    cfg = TrainConfig(sources=sources, decoder=str(args.world / "lm"), out=str(out), steps=args.steps,
-                      batch_size=args.batch_size, lr=args.lr, seed=seed, threads=args.threads, progress=False,
-                      ckpt_every=max(args.steps // 2, 1), log_every=25, shuffle_buffer=2000, **overrides)
-    t = time.time()
-    tr = train(cfg)
-    t_train = time.time() - t
-    t = time.time()
-    # The test split's emb.npy are the world CLIP's image-tower outputs for its real images (computed when the
-    # world was built): the same numbers as encoding the PNGs again, and pinned to this world's CLIP.
-    ev = evaluate(out / "model", str(args.world / "data" / "test"), beams=(1,), batch_size=240, use_images=False)
-    g = ev["decoding"]["greedy"]
-    w = g["world"]
-    row = {"sources": sources, "seed": seed, **overrides, "final_loss": tr["final_loss"], "cider": g["cider"],
-           "bleu4": g["bleu4"], "parse_rate": w["parse_rate"],
-           "attributes": {k: v["accuracy"] for k, v in w["attributes"].items()},
-           "held_out_composition": w["held_out_composition"]["accuracy"],
-           "seen_composition": w["seen_composition"]["accuracy"], "examples": g["examples"][:4],
-           "train_seconds": round(t_train, 1), "eval_seconds": round(time.time() - t, 1)}
+    scores = train_and_score(sources, args.world, work / name, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                             seed=seed, threads=args.threads, **overrides)
+    row = {"sources": sources, "seed": seed, **overrides, **scores}
     results["runs"][name] = row
     results_path.write_text(json.dumps(results, indent=1))
     print(f"{name:28s} CIDEr {row['cider']:.3f}  BLEU-4 {row['bleu4']:.3f}  held-out comp {row['held_out_composition']:.3f}"
-          f"  ({t_train:.0f}+{row['eval_seconds']:.0f} s)", flush=True)
+          f"  ({row['train_seconds']:.0f}+{row['eval_seconds']:.0f} s)", flush=True)
     return row
 
 
