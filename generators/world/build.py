@@ -64,9 +64,13 @@ def preset(size: str, seed: int = 0, image_size: int = 64) -> WorldConfig:
     if size == "quick":
         return WorldConfig(size, seed, image_size, {"pretrain": 4800, "train": 4000, "val": 384, "test": 960},
                            # Hard shape negatives lift zero-shot shape from 0.59 (260 steps x 160, none) to 0.84
-                           # at 400 x 128 (bench/results/world_clip_sweep.json); the LM and prior give back time.
-                           ClipConfig(image_size=image_size, vision_width=12, steps=600, batch_size=128, lr=3e-3,
-                                      shape_negatives=True),
+                           # at 400 x 128 and 0.90 at 600 (bench/results/world_clip_sweep.json). The text tower
+                           # reads each caption and its five shape swaps, two thirds of a step: at width 64 it
+                           # costs a third less (0.90 at 600 steps), so the CPU of 600 steps at width 128 buys
+                           # 900: shape 0.96 (1 thread), 0.94 in the 2-thread build. Fewer swaps per step (0.87)
+                           # and mirrored renders (0.88) did not pay; bf16 autocast was slower.
+                           ClipConfig(image_size=image_size, vision_width=12, text_width=64, steps=900, batch_size=128,
+                                      lr=3e-3, shape_negatives=True),
                            LMConfig(docs=8000, steps=500, batch_size=48, lr=3e-3),
                            PriorConfig(layers=2, steps=600, batch_size=128),
                            pixel=PixelConfig(image_size=32, channels=(16, 32, 64), steps=400, batch_size=48))
@@ -128,7 +132,7 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     from generators.prior import EmbeddingPrior
     from generators.world import evaluate
     from generators.world.annotate import captions, random_caption
-    from generators.world.clip import shape_swapped, train_clip
+    from generators.world.clip import mirrored, shape_swapped, train_clip
     from generators.world.concepts import Scene
     from generators.world.lm import corpus_documents, train_lm
     from generators.world.pixel_train import decoder_quality, train_decoder
@@ -154,10 +158,11 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     steps = _Steps(out, cfg.digest(without=("pixel",)))
     pixel_steps = _Steps(out, digest)
     timings: dict[str, float] = {}
+    cpu_timings: dict[str, float] = {}  # CPU seconds of every thread: the work, whatever else runs
     held = set(held_out_compositions(seed))
     work = out / "_work"
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     if not steps.done("render"):
         for split in SPLITS:
             images, scs = render_split(split, cfg.split_sizes[split], cfg)
@@ -166,9 +171,9 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
         steps.finish("render")
     images = {s: np.load(work / f"{s}-images.npy") for s in SPLITS}
     scenes = {s: [Scene.from_dict(d) for d in json.loads((work / f"{s}-scenes.json").read_text())] for s in SPLITS}
-    timings["render"] = time.time() - t
+    timings["render"], cpu_timings["render"] = time.time() - t, time.process_time() - c
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     if not steps.done("tokenizer"):
         docs = corpus_documents(cfg.lm.docs, seed, EOS)
         (out / "corpus.txt").write_text("".join(d.replace(EOS, "\n") for d in docs))
@@ -176,42 +181,46 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
         save_lm_tokenizer(bpe, work / "lm-tokenizer", cfg.lm.positions)
         save_clip_tokenizer(bpe, work / "clip-tokenizer", cfg.clip.context_length)
         steps.finish("tokenizer")
-    timings["tokenizer"] = time.time() - t
+    timings["tokenizer"], cpu_timings["tokenizer"] = time.time() - t, time.process_time() - c
 
     stats: dict[str, dict] = {}
-    t = time.time()
+    t, c = time.time(), time.process_time()
+    clip_images, clip_scenes = images["pretrain"], scenes["pretrain"]
+    if cfg.clip.mirror:
+        clip_images = np.concatenate([clip_images, clip_images[:, :, ::-1]])
+        clip_scenes = clip_scenes + [mirrored(s) for s in clip_scenes]
     stats["clip"] = steps.trained("clip", lambda: train_clip(
-        out / "clip", images["pretrain"], [captions(s) for s in scenes["pretrain"]], work / "clip-tokenizer",
-        cfg.clip, seed, negatives=[shape_swapped(s) for s in scenes["pretrain"]] if cfg.clip.shape_negatives else None))
-    timings["clip"] = time.time() - t
+        out / "clip", clip_images, [captions(s) for s in clip_scenes], work / "clip-tokenizer",
+        cfg.clip, seed, negatives=[shape_swapped(s) for s in clip_scenes] if cfg.clip.shape_negatives else None))
+    timings["clip"], cpu_timings["clip"] = time.time() - t, time.process_time() - c
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     stats["lm"] = steps.trained("lm", lambda: train_lm(out / "lm", work / "lm-tokenizer", cfg.lm, seed))
-    timings["lm"] = time.time() - t
+    timings["lm"], cpu_timings["lm"] = time.time() - t, time.process_time() - c
 
     encoder = Encoder(f"local-dir:{out / 'clip'}")
-    t = time.time()
+    t, c = time.time(), time.process_time()
     emb = {s: torch.cat([encoder.encode_images(images[s][i:i + 512]) for i in range(0, len(images[s]), 512)])
            for s in SPLITS}
-    timings["embed"] = time.time() - t
+    timings["embed"], cpu_timings["embed"] = time.time() - t, time.process_time() - c
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     stats["prior"] = steps.trained("prior", lambda: train_prior(
         out / "prior", encoder, emb["train"], [captions(s) for s in scenes["train"]], cfg.prior, seed))
-    timings["prior"] = time.time() - t
+    timings["prior"], cpu_timings["prior"] = time.time() - t, time.process_time() - c
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     stats["pixel"] = pixel_steps.trained("pixel", lambda: train_decoder(
         out / "pixel", images["pretrain"], emb["pretrain"], cfg.pixel, seed))
-    timings["pixel"] = time.time() - t
+    timings["pixel"], cpu_timings["pixel"] = time.time() - t, time.process_time() - c
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     if not steps.done("shards"):
         _write_shards(out, cfg, images, scenes, emb, held, encoder_name=f"local-dir:{out / 'clip'}")
         steps.finish("shards")
-    timings["shards"] = time.time() - t
+    timings["shards"], cpu_timings["shards"] = time.time() - t, time.process_time() - c
 
-    t = time.time()
+    t, c = time.time(), time.process_time()
     rng = np.random.default_rng([seed, 7])
     test_caps = [random_caption(s, rng) for s in scenes["test"]]
     prior = EmbeddingPrior.from_pretrained(str(out / "prior"))
@@ -220,12 +229,12 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
         "lm": evaluate.lm_quality(str(out / "lm"), held, per_composition=4 if size != "tiny" else 1, seed=seed),
         "prior_retrieval": evaluate.prior_quality(encoder, prior, emb["test"], test_caps, scenes["test"], held),
     }
-    timings["evaluate"] = time.time() - t
-    t = time.time()
+    timings["evaluate"], cpu_timings["evaluate"] = time.time() - t, time.process_time() - c
+    t, c = time.time(), time.process_time()
     quality["pixel_decoder"] = decoder_quality(encoder, EmbeddingDecoder.from_pretrained(str(out / "pixel")), prior,
                                                emb["test"], test_caps, scenes["test"], held, cfg.pixel.eval_steps,
                                                cfg.pixel.eval_scenes)
-    timings["evaluate_pixel"] = time.time() - t
+    timings["evaluate_pixel"], cpu_timings["evaluate_pixel"] = time.time() - t, time.process_time() - c
 
     info = {
         "version": WORLD_VERSION, "size": size, "seed": seed, "config_hash": digest, "config": asdict(cfg),
@@ -246,6 +255,7 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
                    + sorted(out.glob("prior/prior/*.safetensors")) + sorted(out.glob("pixel/decoder/*.safetensors"))},
         "versions": _versions(),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "cpu_timings_s": {k: round(v, 2) for k, v in cpu_timings.items()},
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
     }
     world_json.write_text(json.dumps(info, indent=1))

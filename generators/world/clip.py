@@ -41,6 +41,11 @@ class ClipConfig:
     # shape word swapped for every other shape. In-batch negatives almost always differ in colour,
     # position or size too, so they teach shape slowly; these differ in shape only.
     shape_negatives: bool = False
+    # How many of the five shape swaps each image scores per step (a fresh random subset each step): the
+    # text tower's passes grow with 1 + this, and it was two thirds of a step's time with all five.
+    negatives_per_step: int = 5
+    # build_world trains on the pretrain split and its mirror image (`mirrored`): twice the renders, same step time.
+    mirror: bool = False
 
 
 def model_cfg(cfg: ClipConfig, vocab_size: int, eos_id: int, pad_id: int) -> dict:
@@ -75,6 +80,29 @@ def shape_swapped(scene) -> list[list[str]]:
     return [[sw[p] for sw in swaps] for p in range(len(swaps[0]))]
 
 
+def _encode_text(model, ids: torch.Tensor) -> torch.Tensor:
+    """open_clip's `encode_text` on the ids cut after the batch's last end-of-text: the same result (the
+    mask is causal and the pooled state is the end-of-text's), with less of the padding's work."""
+    from open_clip.transformer import text_global_pool
+
+    n = int((ids == model.text_eos_id).int().argmax(1).max()) + 1
+    ids = ids[:, :n]
+    x = model.token_embedding(ids) + model.positional_embedding[:n]
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
+    return text_global_pool(x, ids, model.text_pool_type, eos_token_id=model.text_eos_id) @ model.text_projection
+
+
+def mirrored(scene):
+    """`scene` seen in a mirror (left and right swapped): the caption of a horizontally flipped render. Every
+    shape is drawn symmetric about its vertical axis, so a flipped render is a render of this scene."""
+    from dataclasses import replace
+
+    swap = {"left": "right", "right": "left"}
+    position = None if scene.position is None else " ".join(swap.get(w, w) for w in scene.position.split())
+    relation = {"left of": "right of", "right of": "left of"}.get(scene.relation, scene.relation)
+    return replace(scene, position=position, relation=relation)
+
+
 def train_clip(out: Path, images: np.ndarray, captions: list[list[str]], tokenizer_dir: Path,
                cfg: ClipConfig, seed: int = 0, negatives: list[list[list[str]]] | None = None) -> dict:
     """Contrastive training on (image, one of its phrasings); saves the hub-style folder to `out`.
@@ -98,6 +126,11 @@ def train_clip(out: Path, images: np.ndarray, captions: list[list[str]], tokeniz
         flat_neg = [t for ng in negatives for i in range(n_phr) for t in ng[i % len(ng)]]
         neg_ids = tok(flat_neg, padding="max_length", truncation=True, max_length=cfg.context_length,
                       return_tensors="pt").input_ids.view(len(captions), n_phr, k, cfg.context_length)
+    if not 1 <= cfg.negatives_per_step <= 5:
+        raise ValueError(f"negatives_per_step must be 1..5, got {cfg.negatives_per_step}")
+    # channels_last: about a tenth off the conv tower's time on this CPU (fp32; bf16 autocast was slower
+    # at these widths, bench/results/world_clip_sweep.json).
+    model.visual.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
@@ -106,16 +139,19 @@ def train_clip(out: Path, images: np.ndarray, captions: list[list[str]], tokeniz
     for step in range(cfg.steps):
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
         phr = torch.randint(n_phr, (cfg.batch_size,), generator=gen)
-        img = _to_tensor(images[idx.numpy()])
+        img = _to_tensor(images[idx.numpy()]).contiguous(memory_format=torch.channels_last)
         txt = ids[idx, phr]
         imf = F.normalize(model.encode_image(img), dim=-1)
         scale = model.logit_scale.exp().clamp(max=100)
         if neg_ids is None:
-            txf = F.normalize(model.encode_text(txt), dim=-1)
+            txf = F.normalize(_encode_text(model, txt), dim=-1)
             i2t = logits = scale * imf @ txf.T
         else:  # one text-tower pass over the batch's captions and their hard negatives
             neg = neg_ids[idx, phr]
-            both = F.normalize(model.encode_text(torch.cat([txt, neg.flatten(0, 1)])), dim=-1)
+            if cfg.negatives_per_step < neg.shape[1]:
+                pick = torch.rand(neg.shape[:2], generator=gen).argsort(1)[:, :cfg.negatives_per_step]
+                neg = neg.gather(1, pick[..., None].expand(-1, -1, neg.shape[2]))
+            both = F.normalize(_encode_text(model, torch.cat([txt, neg.flatten(0, 1)])), dim=-1)
             txf, negf = both[:len(txt)], both[len(txt):].view(len(txt), neg.shape[1], -1)
             logits = scale * imf @ txf.T
             i2t = torch.cat([logits, scale * torch.einsum("bd,bkd->bk", imf, negf)], 1)
@@ -132,7 +168,7 @@ def train_clip(out: Path, images: np.ndarray, captions: list[list[str]], tokeniz
         losses.append(loss.item())
         if step % 100 == 0 or step == cfg.steps - 1:
             log.info("clip step %d/%d loss %.3f (%.0fs)", step, cfg.steps, loss.item(), time.time() - t0)
-    model.eval()
+    model.eval().to(memory_format=torch.contiguous_format)
     save_clip(model, mcfg, out, tokenizer_dir, cfg)
     return {"steps": cfg.steps, "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0,
             "parameters": sum(p.numel() for p in model.parameters())}

@@ -171,3 +171,30 @@ def test_shape_negatives_need_one_list_per_image(tmp_path, tiny_world):
     with pytest.raises(ValueError, match="one list of hard-negative captions per image"):
         train_clip(tmp_path / "c", np.zeros((4, 32, 32, 3), np.uint8), [["a red star"]] * 4,
                    tiny_world[0] / "_work" / "clip-tokenizer", cfg, negatives=None)
+
+
+def test_trimmed_text_encoding_matches_open_clip():
+    import open_clip
+    import torch
+
+    from generators.world.clip import ClipConfig, _encode_text, model_cfg
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**model_cfg(ClipConfig(text_width=32, text_heads=2, embed_dim=16), 50, 1, 0)).eval()
+    ids = torch.randint(2, 50, (4, 16))
+    for row, end in enumerate((5, 8, 3, 9)):  # the last end-of-text decides where the batch is cut
+        ids[row, end], ids[row, end + 1:] = 1, 0
+    assert torch.allclose(_encode_text(model, ids), model.encode_text(ids), atol=1e-5)
+
+
+def test_mirrored_swaps_left_and_right_only():
+    from generators.world.clip import mirrored
+    from generators.world.concepts import Obj, Scene
+
+    star = Obj("red", "star", "small")
+    assert mirrored(Scene("single", (star,), position="top left")).position == "top right"
+    assert mirrored(Scene("single", (star,), position="bottom")).position == "bottom"
+    pair = Scene("relation", (star, Obj("blue", "circle")), relation="left of")
+    assert mirrored(pair).relation == "right of" and mirrored(Scene("relation", pair.objects, relation="above")) == \
+        Scene("relation", pair.objects, relation="above")
+    assert mirrored(mirrored(pair)) == pair
