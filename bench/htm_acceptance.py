@@ -44,12 +44,13 @@ def accuracy(args, work: Path) -> None:
             p = HTMParams(task=task, data=data, eval_data=test, length=args.length, eval_multiples=[1, 4, 10],
                           chunk=args.chunk, k=args.k, d_model=args.d_model, heads=args.heads, layers=args.layers,
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_episodes=args.episodes,
-                          seed=seed)
+                          explore=args.explore, seed=seed)
             t = time.time()
             r = run(p, work / f"{task}-seed{seed}")
             r["wall_seconds"] = round(time.time() - t, 1)
+            r["data"], r["eval_data"] = "<world>/data/train", "<world>/data/test"  # the machine's paths are not results
             r["budget"] = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "length", "chunk", "k",
-                                                         "d_model", "heads", "layers", "episodes")}
+                                                         "d_model", "heads", "layers", "explore", "episodes")}
             (OUT / "runs").mkdir(parents=True, exist_ok=True)
             (OUT / "runs" / f"{task}-seed{seed}.json").write_text(json.dumps(r, indent=1))
             print(f"{task} seed {seed} ({r['wall_seconds']} s): " + "; ".join(
@@ -190,6 +191,8 @@ def plot_accuracy(res: dict, path: Path) -> None:
         ax.axhline(0.9, color="green", ls="--", lw=0.7)
         ax.set(xscale="log", xlabel=f"episode length (trained at {t['train_length']})", ylabel="accuracy",
                ylim=(0, 1.02), title=f"{task.replace('_', ' ')} ({len(t['seeds'])} seeds)")
+        ax.set_xticks(t["lengths"], [str(n) for n in t["lengths"]])
+        ax.minorticks_off()
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -225,14 +228,15 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--length", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--chunk", type=int, default=8)
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--d-model", type=int, default=32)
-    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--explore", type=float, default=1.0, help="Gumbel noise on HTM's chunk scores (late in training).")
     ap.add_argument("--episodes", type=int, default=256)
     ap.add_argument("--memory-lengths", default="256,1024,4096,16384")
     ap.add_argument("--repeats", type=int, default=3)

@@ -35,8 +35,10 @@ class HTMParams(ConsumerParams):
                                                                "so every chunk's score gets gradient.")
     relevance: Literal["tied", "separate"] = Field("tied", description="Chunk scores from the attention's own query "
                                                    "and keys, or from projections of their own (the reference).")
+    explore: float = Field(1.0, ge=0, le=10, description="Gumbel noise on HTM's chunk scores while training (ramped "
+                           "up from 40 % to 80 % of the steps): the scores must single out the relevant chunk.")
     d_model: int = Field(32, ge=8, le=1024)
-    heads: int = Field(2, ge=1, le=32)
+    heads: int = Field(4, ge=1, le=32)
     layers: int = Field(1, ge=1, le=12)
     steps: int = Field(1000, ge=1, le=1_000_000)
     batch_size: int = Field(32, ge=1, le=4096)

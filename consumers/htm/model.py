@@ -49,6 +49,7 @@ class ModelConfig:
     k: int = 4
     train_k: int | None = None  # chunks read while training; None: every chunk (each chunk's score learns)
     relevance: Literal["tied", "separate"] = "tied"  # chunk scores: the attention's own q/k, or projections of their own
+    explore: float = 0.0       # Gumbel noise (scale) on the chunk scores that pick the chunks, while training only
     mlp: int = 4               # MLP width multiple
     attention: Attention = "htm"
 
@@ -103,12 +104,12 @@ class MemoryAttention(nn.Module):
     """Attention from queries to a chunked memory: `htm` (top-k chunks) or `full` (every stored step)."""
 
     def __init__(self, d: int, heads: int, chunk: int, k: int, mode: Attention = "htm", train_k: int | None = None,
-                 relevance: str = "tied") -> None:
+                 relevance: str = "tied", explore: float = 0.0) -> None:
         super().__init__()
         if d % heads:
             raise ValueError(f"d_model {d} is not a multiple of heads {heads}")
         self.h, self.dh, self.chunk, self.k, self.mode = heads, d // heads, chunk, k, mode
-        self.train_k = train_k
+        self.train_k, self.explore = train_k, explore
         self.impl: Literal["auto", "dense", "gather"] = "auto"  # how HTM reads its chunks (the same sum)
         self.q, self.kv, self.o = nn.Linear(d, d, bias=False), nn.Linear(d, 2 * d, bias=False), nn.Linear(d, d, bias=False)
         if relevance not in ("tied", "separate"):
@@ -149,7 +150,14 @@ class MemoryAttention(nn.Module):
         n = summary.shape[2]
         rel = torch.einsum("bhtd,bhnd->bhtn", q, summary) / math.sqrt(self.dh)
         rel = rel.masked_fill(~visible[:, None], NEG)
-        top, idx = rel.topk(min(self.reads(n), n), dim=-1)
+        pick = rel
+        if self.training and self.explore > 0:
+            # Gumbel noise on the scores: the chunk weights are then only right when the relevant chunk's
+            # score beats the others by more than the noise, a margin that carries to memories of many more
+            # chunks than training had (reading every chunk, a flat score does as well as a sharp one)
+            u = torch.rand_like(rel).clamp(1e-6, 1 - 1e-6)
+            pick = rel - self.explore * torch.log(-torch.log(u))
+        top, idx = pick.topk(min(self.reads(n), n), dim=-1)
         chosen = torch.gather(visible[:, None].expand(B, H, T, n), 3, idx)
         return torch.softmax(top, -1) * chosen, idx  # a chunk that is not visible weighs nothing
 
@@ -207,7 +215,8 @@ class Block(nn.Module):
         self.cfg = cfg
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = nn.MultiheadAttention(d, cfg.heads, batch_first=True, bias=False)
-        self.memory = MemoryAttention(d, cfg.heads, cfg.chunk, cfg.k, cfg.attention, cfg.train_k, cfg.relevance)
+        self.memory = MemoryAttention(d, cfg.heads, cfg.chunk, cfg.k, cfg.attention, cfg.train_k, cfg.relevance,
+                                      cfg.explore)
         self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp * d), nn.GELU(), nn.Linear(cfg.mlp * d, d))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

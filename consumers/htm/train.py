@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from consumers.htm.model import ModelConfig, build_model
+from consumers.htm.model import MemoryAttention, ModelConfig, build_model
 from consumers.htm.tasks import EmbeddingPool, decision_logits, episodes
 
 log = logging.getLogger("synth2.htm")
@@ -29,7 +29,9 @@ EVAL_STEPS = 8192  # episodes x steps per evaluation batch (bounds the memory of
 def train_model(kind: str, task: str, pool: EmbeddingPool, cfg: ModelConfig, *, length: int, choices: int = 3,
                 steps: int = 1000, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
                 max_seconds: float | None = None, progress: Callable[[int, int], None] | None = None):
-    """Adam with warm-up and cosine decay, one fresh batch of episodes per step."""
+    """Adam with warm-up and cosine decay, one fresh batch of episodes per step. HTM's chunk-score noise
+    (`cfg.explore`) is off for the first 40 % of the steps and ramps up to its full scale by 80 %: noise from
+    the start drowns the first signal, and without it the scores never need to single a chunk out."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model, info = build_model(kind, cfg)
@@ -41,7 +43,10 @@ def train_model(kind: str, task: str, pool: EmbeddingPool, cfg: ModelConfig, *, 
     curve, t0, done = [], time.time(), 0
     loss_sum = acc_sum = 0.0
     model.train()
+    memories = [m for m in model.modules() if isinstance(m, MemoryAttention)]
     for step in range(steps):
+        for m in memories:
+            m.explore = cfg.explore * min(1.0, max(0.0, (step / steps - 0.4) / 0.4))
         batch = episodes(task, pool, batch_size, length, rng, choices=choices, names=cfg.names)
         logits = decision_logits(model(batch), batch)
         loss = F.cross_entropy(logits.flatten(0, 1), batch["label"].flatten())
@@ -128,7 +133,8 @@ def run(p, out: str | Path, progress: Callable[[int, int, str], None] | None = N
     pool = EmbeddingPool.load(data)
     eval_pool = EmbeddingPool.load(eval_data) if eval_data else pool
     cfg = ModelConfig(emb_dim=pool.emb.shape[1], names=p.names, d_model=p.d_model, heads=p.heads, layers=p.layers,
-                      chunk=p.chunk, k=p.k, train_k=p.train_k, relevance=p.relevance)
+                      chunk=p.chunk, k=p.k, train_k=p.train_k, relevance=p.relevance,
+                      explore=p.explore)
     lengths = [p.length * m for m in p.eval_multiples]
     results = {"task": p.task, "data": data, "eval_data": eval_data or data, "train_length": p.length,
                "lengths": lengths, "choices": p.choices, "chance": 1.0 / p.choices, "seed": p.seed, "models": {}}

@@ -83,6 +83,23 @@ def test_selection_picks_the_planted_chunk_for_each_episode_of_the_batch():
     assert layer.select(q, summary, torch.ones(B, 1, n, dtype=torch.bool))[1].shape[-1] == 3
 
 
+def test_chunk_score_noise_only_while_training_and_a_clear_winner_survives_it():
+    B, H, T, n, dh = 2, 1, 64, 12, 8
+    layer = MemoryAttention(dh, H, 4, 2, explore=1.0)
+    gen = torch.Generator().manual_seed(0)
+    q, summary = torch.randn(B, H, T, dh, generator=gen), 0.01 * torch.randn(B, H, n, dh, generator=gen)
+    summary[:, :, 5] = 10.0 * q[:, :, 0]  # chunk 5 scores far above the rest for the first query
+    visible = torch.ones(B, T, n, dtype=torch.bool)
+    layer.eval()
+    assert torch.equal(layer.select(q, summary, visible)[1], layer.select(q, summary, visible)[1])
+    layer.train()
+    layer.train_k = 2
+    torch.manual_seed(0)
+    a, b = layer.select(q, summary, visible)[1], layer.select(q, summary, visible)[1]
+    assert not torch.equal(a, b)  # near-equal scores: the noise decides
+    assert (a[:, :, 0] == 5).any(-1).all() and (b[:, :, 0] == 5).any(-1).all()  # a margin beyond the noise: kept
+
+
 def test_layer_equals_full_attention_when_k_covers_every_chunk_of_one_step():
     """chunk=1: each summary is its step's key, so top-k over all chunks is softmax attention over every step."""
     B, T, n, d = 2, 5, 9, 16
