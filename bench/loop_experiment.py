@@ -8,6 +8,8 @@ loop_experiment.png}; each arm's loop.json and per-round plots under --work.
 
     .venv/bin/python bench/loop_experiment.py --world world                     # 3 seeds x 3 rounds
     .venv/bin/python bench/loop_experiment.py --world world --seeds 0 --rounds 2 --steps 50   # smoke run
+    .venv/bin/python bench/loop_experiment.py --world world --alpha 4 --out bench/results/loop_experiment_alpha4
+                                                      # sharper error weights; reuses the uniform arm's rounds
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def main() -> None:
     ap.add_argument("--pairs-per-round", type=int, default=400)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--share", type=float, default=0.3)
-    ap.add_argument("--alpha", type=float, default=2.0)
+    ap.add_argument("--alpha", type=float, default=2.0, help="sharpness of the error weights (weight ∝ error^alpha)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,10 +54,14 @@ def main() -> None:
     t0 = time.time()
     for seed in args.seeds:
         for strategy in ("errors", "uniform"):
+            # alpha shapes only the error-weighted arm: the uniform arm keeps one setting (and one folder), so a
+            # run with another --alpha reuses its finished rounds
+            alpha = args.alpha if strategy == "errors" else 2.0
             p = LoopParams(world=str(args.world), strategy=strategy, rounds=args.rounds,
-                           pairs_per_round=args.pairs_per_round, steps=args.steps, share=args.share, alpha=args.alpha,
+                           pairs_per_round=args.pairs_per_round, steps=args.steps, share=args.share, alpha=alpha,
                            seed=seed, threads=args.threads)
-            state = run_loop(config(p, args.work / f"{strategy}-s{seed}", jobs_dir=args.work / "jobs"))
+            arm = f"errors-a{alpha:g}" if strategy == "errors" else strategy
+            state = run_loop(config(p, args.work / f"{arm}-s{seed}", jobs_dir=args.work / "jobs"))
             runs[f"{strategy}-s{seed}"] = {"rounds": [{k: r[k] for k in ("round", "job_id", "pairs", "synthetic_pairs_total",
                                                                          "weights", "test", "seconds")}
                                                       for r in state["rounds"]]}
