@@ -45,7 +45,10 @@ def comparison(res: dict) -> dict:
     for f, a in fam.items():
         r = res["families"][f]["plain"]
         bf = a.get("bfloat16_identical_n")
-        ours[f] = {"bf16_identical_n": bf, "bf16_identical_tokens": (r["length_tokens"][r["n"].index(bf)] if bf else None),
+        ours[f] = {"f32_below_half_bf16_ulp_n": a.get("f32_below_half_bf16_ulp_n"),
+                   "f32_below_half_bf16_ulp_tokens": (r["length_tokens"][r["n"].index(a["f32_below_half_bf16_ulp_n"])]
+                                                      if a.get("f32_below_half_bf16_ulp_n") else None),
+                   "bf16_identical_n": bf, "bf16_identical_tokens": (r["length_tokens"][r["n"].index(bf)] if bf else None),
                    "bf16_identical_from_n": a.get("bfloat16_identical_from_n"), "fp16_identical_n": a.get("float16_identical_n"),
                    "bf16_identical_n_with_sep": a.get("bfloat16_identical_n_sep"),
                    "f32_l2_first": a["f32_l2_first"], "f32_l2_last": a["f32_l2_last"],
@@ -76,6 +79,10 @@ def markdown(cmp: dict, seconds: float) -> str:
     for f in ("digits_run", "copy_last"):
         if f in o:
             rows.append(f"| {f}: bf16 identical at n | – | {o[f]['bf16_identical_n']} (from {o[f]['bf16_identical_from_n']}) |")
+    for f in ("ones", "digits_run", "copy_last"):
+        if f in o:
+            rows.append(f"| {f}: float32 states closer than half a bf16 ulp (L-inf) from n | (collapse in bf16 expected "
+                        f"there) | {o[f]['f32_below_half_bf16_ulp_n']} ({o[f]['f32_below_half_bf16_ulp_tokens']} tokens) |")
     for f in ("ones", "digits_run", "copy_last"):
         if f in o:
             rows.append(f"| {f}: fp16 identical at n | – | {o[f]['fp16_identical_n']} |")
@@ -117,7 +124,15 @@ def main() -> None:
     ap.add_argument("--behaviour-lengths", default="1,2,3,4,5,10,25,50,100,200,300,400,500")
     ap.add_argument("--families", default="ones,digits_run")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--replot", action="store_true", help="only redo the comparison from --out's collapse.json")
     args = ap.parse_args()
+    if args.replot:
+        res = json.loads((args.out / "collapse.json").read_text())
+        old = json.loads((args.out / "paper_comparison.json").read_text())
+        cmp = comparison(res) | {k: old[k] for k in ("seconds", "machine", "threads") if k in old}
+        (args.out / "paper_comparison.json").write_text(json.dumps(cmp, indent=1, default=str))
+        (args.out / "paper_comparison.md").write_text(markdown(cmp, cmp.get("seconds", 0.0)))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     t0 = time.time()
