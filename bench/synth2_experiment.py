@@ -163,7 +163,8 @@ def plot(summary: dict, results: dict, png: Path) -> None:
     import matplotlib.ticker
 
     t = summary["table"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    curve = sorted((v["n_synthetic"], v["cider"]) for k, v in results["runs"].items() if k.startswith("curve"))
+    fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(14 if curve else 10, 4))
     conds = list(t)
     labels = [c.split("_", 1)[1].replace("+", "+\n").replace("_", "\n") for c in conds]
     for ax, key, title in ((axes[0], "cider", "CIDEr (balanced test)"),
@@ -173,9 +174,8 @@ def plot(summary: dict, results: dict, png: Path) -> None:
         ax.set_title(title)
         ax.tick_params(axis="x", labelsize=6)
         ax.grid(axis="y", alpha=0.3)
-    curve = sorted((v["n_synthetic"], v["cider"]) for k, v in results["runs"].items() if k.startswith("curve"))
-    ax = axes[2]
     if curve:
+        ax = axes[2]
         ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", label="synthetic only")
         if "a_human" in t:
             m, s = t["a_human"]["cider"]
