@@ -34,7 +34,7 @@ PAPER = {
     "bf16_identical_ones_tokens": "about 50-100",
     "copying_last_fails_beyond_tokens": "about 300",
     "separators": "commas keep the representations apart (no bf16 collapse where the plain sequence collapses)",
-    "sensitivity": "the last token is least sensitive to the earliest inputs (over-squashing)",
+    "sensitivity": "earlier inputs reach the last token through more paths: it is most sensitive to them",
 }
 
 
