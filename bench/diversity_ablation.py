@@ -542,7 +542,9 @@ def finish(res: dict, out_json: Path, out_png: Path | None) -> None:
     res["checks"] = checks(res)
     res["table_markdown"] = table(res)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(res, indent=1) + "\n")
+    # committed results name paths relative to the repository, and scratch space as $TMPDIR
+    text = json.dumps(res, indent=1).replace(f'"{ROOT}/', '"').replace(f'"{tempfile.gettempdir()}/', '"$TMPDIR/')
+    out_json.write_text(text + "\n")
     if out_png is not None:
         plot(res, out_png)
 
