@@ -67,13 +67,18 @@ def preset(size: str, seed: int = 0, image_size: int = 64) -> WorldConfig:
                            # at 400 x 128 and 0.90 at 600 (bench/results/world_clip_sweep.json). The text tower
                            # reads each caption and its five shape swaps, two thirds of a step: at width 64 it
                            # costs a third less (0.90 at 600 steps), so the CPU of 600 steps at width 128 buys
-                           # 900: shape 0.96 (1 thread), 0.94 in the 2-thread build. Fewer swaps per step (0.87)
-                           # and mirrored renders (0.88) did not pay; bf16 autocast was slower.
-                           ClipConfig(image_size=image_size, vision_width=12, text_width=64, steps=900, batch_size=128,
+                           # 850-900: shape 0.954 at 850 in the 2-thread build (0.940 at 900: one seed, the schedule
+                           # moves it). Fewer swaps per step (0.87) and mirrored renders (0.88) did not pay; bf16
+                           # autocast was slower.
+                           ClipConfig(image_size=image_size, vision_width=12, text_width=64, steps=850, batch_size=128,
                                       lr=3e-3, shape_negatives=True),
                            LMConfig(docs=8000, steps=500, batch_size=48, lr=3e-3),
                            PriorConfig(layers=2, steps=600, batch_size=128),
-                           pixel=PixelConfig(image_size=32, channels=(16, 32, 64), steps=400, batch_size=48))
+                           # The pixel decoder serves only the pixel-path comparison; at 150 steps (and 96 test scenes
+                           # to measure it) the whole quick build fits its 5 minutes on 2 idle cores: 280 s (with 400
+                           # steps and CLIP 900: 336 s; bench/results/world_quick_seed0.json).
+                           pixel=PixelConfig(image_size=32, channels=(16, 32, 64), steps=150, batch_size=48,
+                                             eval_scenes=96))
     if size == "full":
         return WorldConfig(size, seed, image_size, {"pretrain": 30000, "train": 12000, "val": 960, "test": 1920},
                            ClipConfig(image_size=image_size, vision_width=16, steps=1400, batch_size=256),
