@@ -35,14 +35,10 @@ reference (the human split alone, same steps and seeds) is trained once per seed
 mean ± std over seeds; `vlm.significant` compares every arm with the base arm and with human only on
 each VLM metric and marks a difference significant when |Δmean| > std_a + std_b (in the table: * vs base).
 
-Budget: with the defaults (12 arms x 3 seeds, per_concept 40, VLM 300 steps x batch 64, 1 torch
-thread) the full run on the quick world should take about 40-45 min on one core of the loaded 2-core
-dev machine: the 36 jobs about 24 min (1456 s in the last caption-only run, at 2 torch threads), the 39 VLM runs (36 arm
-runs + 3 human only) about 27 s each (~0.08 s a step: 600 steps in ~50 s in bench/synth2_experiment.py
-on the quick world, 40 steps in ~4 s on the tiny one; evaluation ~1-2 s). On the full world (deeper LM
-and prior, twice the test split) expect ~1.3x: keep it in budget with --vlm-steps 200 or --per-concept
-30. `seconds`, `vlm.seconds` and every run's `wall_s` / `vlm.train_seconds` / `vlm.eval_seconds` record
-what it took.
+Budget: with the defaults (12 arms x 3 seeds, per_concept 40, VLM 300 steps x batch 64, 1 torch thread)
+the run on the quick world took 1,787 s, 1,309 s of it VLM training and scoring, on 2 cores shared with 3-4
+other jobs. `seconds`, `vlm.seconds` and every run's `wall_s` / `vlm.train_seconds` / `vlm.eval_seconds`
+record what it took.
 
 Writes bench/results/diversity_ablation.json and bench/results/diversity_ablation.png and prints a
 markdown table of the key metrics (caption metrics, then the VLM columns). `--replot JSON` redraws
@@ -529,12 +525,8 @@ def versions() -> dict:
 
 def finish(res: dict, out_json: Path, out_png: Path | None) -> None:
     for a in res["arms"].values():
-        for legacy in ("vlm_score", "vlm_note"):  # placeholders of results written before the VLM landed
-            a.pop(legacy, None)
         a["summary"] = {p: s for p in SUMMARY_PATHS if (s := summarise(a["runs"], p)) is not None}
     vlm = res.setdefault("vlm", {})
-    for legacy in ("available", "note"):
-        vlm.pop(legacy, None)
     if "human_only" in vlm:
         h = vlm["human_only"]
         h["summary"] = {p: s for p in SUMMARY_PATHS if p.startswith("vlm.") and (s := summarise(h["runs"], p))}

@@ -33,6 +33,18 @@ sys.path.insert(0, str(ROOT))
 
 from bench._vlm import train_and_score  # noqa: E402
 
+# Every training condition, in table order: the run-name prefix and its row label.
+CONDITIONS = {"a_human": "(a) human-annotated only", "b_human+synthetic": "(b) human + synthetic",
+              "c_synthetic": "(c) synthetic only",
+              "b_pairs_human+synthetic": "(b) human + synthetic with two-concept prompts",
+              "c_pairs_synthetic": "(c) synthetic only, with two-concept prompts",
+              "b_pixel_human+synthetic": "(b) human + synthetic, pixel path",
+              "c_pixel_synthetic": "(c) synthetic only, pixel path",
+              "b_worldlm_matched_human+synthetic": "(b) human + world-LM synthetic, cut to the SmolLM2 set's size",
+              "c_worldlm_matched_synthetic": "(c) world-LM synthetic only, cut to the SmolLM2 set's size",
+              "b_smollm2_human+synthetic": "(b) human + SmolLM2-135M-Instruct synthetic",
+              "c_smollm2_synthetic": "(c) SmolLM2-135M-Instruct synthetic only"}
+
 
 def synthetic_job(world: Path, out: Path, pixel: bool = False, per_prompt: int = 1, config: str = "demo.yaml",
                   per_concept: int | None = None) -> Path:
@@ -99,9 +111,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def summarise(results: dict, seeds: list[int]) -> dict:
     runs = results["runs"]
     table = {}
-    for cond in ("a_human", "b_human+synthetic", "c_synthetic", "b_pairs_human+synthetic", "c_pairs_synthetic",
-                 "b_pixel_human+synthetic", "c_pixel_synthetic", "b_worldlm_matched_human+synthetic",
-                 "c_worldlm_matched_synthetic", "b_smollm2_human+synthetic", "c_smollm2_synthetic"):
+    for cond in CONDITIONS:
         rows = [runs[f"{cond}-s{s}"] for s in seeds if f"{cond}-s{s}" in runs]
         if not rows:
             continue
@@ -125,22 +135,13 @@ def summarise(results: dict, seeds: list[int]) -> dict:
 
 def markdown(summary: dict, results: dict) -> str:
     t = summary["table"]
-    names = {"a_human": "(a) human-annotated only", "b_human+synthetic": "(b) human + synthetic",
-             "c_synthetic": "(c) synthetic only", "b_pixel_human+synthetic": "(b) human + synthetic, pixel path",
-             "c_pixel_synthetic": "(c) synthetic only, pixel path",
-             "b_pairs_human+synthetic": "(b) human + synthetic with two-concept prompts",
-             "c_pairs_synthetic": "(c) synthetic only, with two-concept prompts",
-             "b_worldlm_matched_human+synthetic": "(b) human + world-LM synthetic, cut to the SmolLM2 set's size",
-             "c_worldlm_matched_synthetic": "(c) world-LM synthetic only, cut to the SmolLM2 set's size",
-             "b_smollm2_human+synthetic": "(b) human + SmolLM2-135M-Instruct synthetic",
-             "c_smollm2_synthetic": "(c) SmolLM2-135M-Instruct synthetic only"}
     lines = ["| training data | CIDEr | BLEU-4 | colour | shape | count | relation | seen comp. | held-out comp. |",
              "|---|---|---|---|---|---|---|---|---|"]
     for cond, row in t.items():
         def f(k, row=row):
             m, s = row[k]
             return f"{m:.3f} ± {s:.3f}"
-        lines.append(f"| {names[cond]} | {f('cider')} | {f('bleu4')} | {f('acc_colour')} | {f('acc_shape')} | "
+        lines.append(f"| {CONDITIONS[cond]} | {f('cider')} | {f('bleu4')} | {f('acc_colour')} | {f('acc_shape')} | "
                      f"{f('acc_count')} | {f('acc_relation')} | {f('seen_composition')} | {f('held_out_composition')} |")
     counts = {k: results[f"{k}_pairs"] for k in ("human", "synthetic", "smollm2", "pairs", "pixel")
               if f"{k}_pairs" in results}
