@@ -29,7 +29,8 @@ OUT = ROOT / "bench" / "results" / "coberl"
 AGENTS = ("coberl", "no_contrastive", "lstm", "random")
 
 
-COBERL_ONLY = ("contrastive_weight", "mask_rate", "tau", "consistency")  # settings no other agent reads
+COBERL_ONLY = ("contrastive_weight", "contrastive_warmup", "contrastive_scale", "contrastive_targets", "aux_attention",
+               "mask_rate", "tau", "consistency")  # settings no other agent reads
 
 
 def settings(kind: str, overrides: dict) -> dict:
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--contrastive-weight", type=float, help="CoBERL's contrastive loss weight (default: the "
                                                                 "consumer's); other settings stay the consumer's defaults.")
     ap.add_argument("--only", choices=["summary"])
+    ap.add_argument("--note", default="2 CPU cores shared with other helpers' jobs", help="Machine note for summary.json.")
     ap.add_argument("--out", default=str(OUT), help="Results directory (default bench/results/coberl).")
     args = ap.parse_args()
     games = [g for g in args.games.split(",") if g]
@@ -146,7 +148,7 @@ def main() -> None:
     # the slowest agents first, so the last runs of a pool are short
     overrides = {} if args.contrastive_weight is None else {"contrastive_weight": args.contrastive_weight}
     jobs = [(g, k, s, args.frames, str(out), overrides) for k in agents for s in seeds for g in games]
-    t0 = time.time()
+    t0, load0 = time.time(), os.getloadavg()
     if args.only != "summary":
         if args.workers > 1:
             from multiprocessing import get_context
@@ -162,7 +164,9 @@ def main() -> None:
     res = summarise(runs, games, args.frames)
     res.update(wall_seconds=round(time.time() - t0, 1), workers=args.workers, overrides=overrides,
                machine={"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": 1,
-                        "note": "2 CPU cores shared with other helpers' jobs"})
+                        "load_average_1_5_15min": {"start": [round(x, 2) for x in load0],
+                                                   "end": [round(x, 2) for x in os.getloadavg()]},
+                        "note": args.note})
     (out / "summary.json").write_text(json.dumps(res, indent=1))
     plot(runs, games, out / "curves.png")
     for game, t in res["games"].items():

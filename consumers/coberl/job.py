@@ -38,6 +38,16 @@ class CoBERLParams(ConsumerParams):
     tau: float = Field(0.1, gt=0, le=10, description="InfoNCE temperature.")
     consistency: float = Field(1.0, ge=0, le=100, description="Weight of RELIC's consistency (KL) term.")
     contrastive_weight: float = Field(1.0, ge=0, le=100, description="Weight of the contrastive loss (coberl only).")
+    contrastive_warmup: float = Field(0.0, ge=0, le=1, description="Share of the frames over which the contrastive "
+                                                                   "weight ramps linearly from 0.")
+    contrastive_scale: Literal["fixed", "td_relative"] = Field(
+        "td_relative", description="td_relative: the contrastive gradient's norm on the parameters both losses reach "
+                                   "(encoder, transformer) is cut to at most contrastive_weight × the TD gradient's there; "
+                                   "fixed: contrastive_weight × the loss as it is.")
+    contrastive_targets: Literal["stop_gradient", "gradient"] = Field(
+        "stop_gradient", description="Whether the contrastive targets (the encoder outputs) are held fixed.")
+    aux_attention: Literal["bidirectional", "causal"] = Field(
+        "bidirectional", description="Attention of the masked pass (the paper: no causal mask, BERT-style).")
     # the R2D2-style learner
     batch: int = Field(32, ge=1, le=4096, description="Sequences per update.")
     burn_in: int = Field(4, ge=0, le=1000, description="Replayed steps before the learnt ones (at least window - 1).")

@@ -43,12 +43,24 @@ class LearnerConfig:
     eps_end: float = 0.05
     eps_fraction: float = 0.25    # share of the frames over which ε decays linearly
     contrastive_weight: float = 1.0
+    contrastive_warmup: float = 0.0  # share of the frames over which the weight ramps linearly from 0
+    contrastive_scale: str = "td_relative"  # fixed | td_relative: the auxiliary gradient's norm at most weight × TD's on
+    #                                   the parameters both reach (encoder, transformer)
     max_grad_norm: float = 10.0
     curve_points: int = 20
     eval_episodes: int = 8
     eval_eps: float = 0.01
     eval_max_steps: int = 5_000
     max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.contrastive_scale not in ("fixed", "td_relative"):
+            raise ValueError(f"contrastive_scale must be 'fixed' or 'td_relative' (got {self.contrastive_scale!r})")
+
+    def contrastive_weight_at(self, frames: int) -> float:
+        """The contrastive weight after FRAMES frames (the ramp of `contrastive_warmup`)."""
+        ramp = self.contrastive_warmup * self.frames
+        return self.contrastive_weight * (min(1.0, frames / ramp) if ramp > 0 else 1.0)
 
     @property
     def seq_len(self) -> int:
@@ -111,8 +123,12 @@ class Learner:
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=lc.lr)
         self.updates = 0
 
-    def update(self, b: dict) -> dict:
+    def update(self, b: dict, weight: float | None = None) -> dict:
+        """One Adam step on B: the TD loss plus WEIGHT (default: the config's) × the contrastive loss. The two
+        gradients are taken apart so their norms on the shared encoder can be reported (and, with
+        `contrastive_scale` td_relative, the auxiliary one rescaled to at most WEIGHT × the TD one there)."""
         lc = self.lc
+        weight = lc.contrastive_weight if weight is None else weight
         q, aux = self.agent.unroll(b["obs"], b["first"], b["episode"], (b["h"], b["c"]), lc.burn_in, aux=True)
         with torch.no_grad():
             qt, _ = self.target.unroll(b["obs"], b["first"], b["episode"], (b["h"], b["c"]), lc.burn_in)
@@ -120,17 +136,40 @@ class Learner:
         learnt = slice(lc.burn_in, lc.burn_in + lc.unroll)
         q_sa = q[:, learnt].gather(-1, b["act"][:, learnt, None])[..., 0]
         td = F.smooth_l1_loss(q_sa, target)
-        loss = td + (lc.contrastive_weight * aux["loss"] if aux else 0.0)
+        out = {"td": td.item(), "q": q_sa.mean().item()}
         self.opt.zero_grad()
-        loss.backward()
+        if aux:
+            params = list(self.agent.parameters())
+            g_td = torch.autograd.grad(td, params, retain_graph=True, allow_unused=True)
+            g_aux = torch.autograd.grad(aux["loss"], params, allow_unused=True)
+            enc = {id(p) for p in self.agent.encoder.parameters()}
+            shared = [gt is not None and ga is not None for gt, ga in zip(g_td, g_aux, strict=True)]
+
+            def norm(gs, which) -> float:
+                return float(torch.sqrt(sum((g.square().sum() for p, g, s in zip(params, gs, shared, strict=True)
+                                             if which(p, s)), torch.tensor(0.0))))
+
+            on_enc, on_shared = (lambda p, s: id(p) in enc), (lambda p, s: s)
+            n_td, n_aux = norm(g_td, on_enc), norm(g_aux, on_enc)
+            s_td, s_aux = norm(g_td, on_shared), norm(g_aux, on_shared)
+            scale = weight
+            if lc.contrastive_scale == "td_relative" and s_aux * weight > s_td:
+                scale = weight * s_td / max(s_aux, 1e-12)
+            for p, gt, ga in zip(params, g_td, g_aux, strict=True):
+                g = None if gt is None else gt.clone()
+                if ga is not None:
+                    g = scale * ga if g is None else g + scale * ga
+                p.grad = g
+            out.update(nce=aux["nce"].item(), kl=aux["kl"].item(), contrastive_accuracy=aux["accuracy"].item(),
+                       grad_td_encoder=n_td, grad_aux_encoder=n_aux, grad_td_shared=s_td, grad_aux_shared=s_aux,
+                       contrastive_scale=scale)
+        else:
+            td.backward()
         torch.nn.utils.clip_grad_norm_(self.agent.parameters(), lc.max_grad_norm)
         self.opt.step()
         self.updates += 1
         if self.updates % lc.target_every == 0:
             self.target.load_state_dict(self.agent.state_dict())
-        out = {"td": td.item(), "q": q_sa.mean().item()}
-        if aux:
-            out.update(nce=aux["nce"].item(), kl=aux["kl"].item(), contrastive_accuracy=aux["accuracy"].item())
         return out
 
 
@@ -180,9 +219,10 @@ def evaluate(agent: Agent | None, make_env: Callable, episodes: int, seed: int, 
 
 
 def train(make_env: Callable, kind: str, cfg: AgentConfig, lc: LearnerConfig, seed: int = 0,
-          progress: Callable[[int, int], None] | None = None) -> dict:
+          progress: Callable[[int, int], None] | None = None, keep_losses: bool = False) -> dict:
     """One run of LC.frames frames: KIND coberl | no_contrastive | lstm (CFG's kind is set from it) or random.
-    Returns the training episodes, the learning curve, its AUC, the final ε-greedy evaluation and the agent."""
+    Returns the training episodes, the learning curve, its AUC, the final ε-greedy evaluation and the agent (and
+    with KEEP_LOSSES every update's losses and gradient norms)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     envs = [make_env() for _ in range(lc.envs)]
@@ -228,7 +268,7 @@ def train(make_env: Callable, kind: str, cfg: AgentConfig, lc: LearnerConfig, se
         if learner is not None and frames >= lc.learning_starts and replay.len >= lc.seq_len:
             due += lc.envs * lc.replay_ratio / per_update
             while due >= 1:
-                losses.append(learner.update(replay.sample(rng, lc.batch, lc.seq_len)))
+                losses.append(learner.update(replay.sample(rng, lc.batch, lc.seq_len), lc.contrastive_weight_at(frames)))
                 due -= 1
         if progress and frames % report < lc.envs:
             progress(frames, lc.frames)
@@ -250,4 +290,4 @@ def train(make_env: Callable, kind: str, cfg: AgentConfig, lc: LearnerConfig, se
             "parameters": num_parameters(agent) if agent else 0,
             "train_seconds": round(train_seconds, 1), "seconds": round(time.time() - t0, 1),
             "frames_per_second": round(frames / max(train_seconds, 1e-9), 1),
-            "agent": agent, "agent_config": cfg if learner else None}
+            "agent": agent, "agent_config": cfg if learner else None, **({"losses": losses} if keep_losses else {})}

@@ -37,12 +37,18 @@ class AgentConfig:
     mask_rate: float = 0.15   # share of a sequence's steps masked for the contrastive loss
     tau: float = 0.1          # InfoNCE temperature
     consistency: float = 1.0  # weight of the RELIC consistency (KL) term
+    aux_attention: str = "bidirectional"  # the masked pass: bidirectional (the paper: no causal mask) | causal
+    contrastive_targets: str = "stop_gradient"  # stop_gradient (targets held fixed) | gradient (encoder learns through them)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown agent kind {self.kind!r}; known: {', '.join(KINDS)}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of heads {self.heads}")
+        if self.aux_attention not in ("bidirectional", "causal"):
+            raise ValueError(f"aux_attention must be 'bidirectional' or 'causal' (got {self.aux_attention!r})")
+        if self.contrastive_targets not in ("stop_gradient", "gradient"):
+            raise ValueError(f"contrastive_targets must be 'stop_gradient' or 'gradient' (got {self.contrastive_targets!r})")
         if not 0.0 < self.mask_rate < 1.0:
             raise ValueError(f"mask_rate must lie in (0, 1) (got {self.mask_rate})")
         self.obs_shape = tuple(self.obs_shape)
@@ -107,26 +113,27 @@ class GatedLayer(nn.Module):
         self.heads, self.window = heads, window
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.o = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.rel = nn.Parameter(torch.zeros(heads, window))  # bias by distance 0..window-1
+        self.rel = nn.Parameter(torch.zeros(heads, 2 * window - 1))  # bias by offset -(window-1)..window-1
         self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
         self.g1, self.g2 = GRUGate(d), GRUGate(d)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         B, T, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        bias = self.rel[:, dist.clamp(0, self.window - 1)]  # [H, T, T]
+        bias = self.rel[:, dist.clamp(1 - self.window, self.window - 1) + self.window - 1]  # [H, T, T]
         bias = bias.masked_fill(~allowed[:, None], float("-inf"))
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = self.g1(x, F.relu(self.o(a.transpose(1, 2).reshape(B, T, d))))
         return self.g2(x, F.relu(self.ff(self.ln2(x))))
 
 
-def attention_mask(episode: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """allowed[b, i, j]: step i may read step j (j ≤ i, i - j < window, same episode); and the distances."""
+def attention_mask(episode: torch.Tensor, window: int, causal: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """allowed[b, i, j]: step i may read step j (j ≤ i, i - j < window, same episode); and the distances i - j.
+    Not CAUSAL (the masked pass, BERT-style): |i - j| < window, same episode."""
     T = episode.shape[1]
     pos = torch.arange(T)
     dist = pos[:, None] - pos[None, :]
-    band = (dist >= 0) & (dist < window)
+    band = (dist.abs() < window) if not causal else (dist >= 0) & (dist < window)
     return band & (episode[:, :, None] == episode[:, None, :]), dist
 
 
@@ -207,8 +214,11 @@ class Agent(nn.Module):
             if aux and self.cfg.contrastive:  # the unmasked and the masked pass as one batch of 2B sequences
                 m = mask_positions(B, T, self.cfg.mask_rate, generator)
                 both = torch.cat([x, torch.where(m[..., None], self.mask_token, x)])
-                y, ym = self.transformer(both, allowed.repeat(2, 1, 1), dist).split(B)
-                out = relic_loss(self.predict(ym[m]), x[m], self.cfg.tau, self.cfg.consistency)
+                bidir = self.cfg.aux_attention == "bidirectional"
+                allowed_m = attention_mask(episode, self.cfg.window, causal=False)[0] if bidir else allowed
+                y, ym = self.transformer(both, torch.cat([allowed, allowed_m]), dist).split(B)
+                target = x[m].detach() if self.cfg.contrastive_targets == "stop_gradient" else x[m]
+                out = relic_loss(self.predict(ym[m]), target, self.cfg.tau, self.cfg.consistency)
                 out["mask"] = m
             else:
                 y = self.transformer(x, allowed, dist)

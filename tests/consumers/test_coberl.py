@@ -57,6 +57,76 @@ def test_agent_masks_the_configured_share_in_its_contrastive_pass():
     assert none == {}
 
 
+def _batch(B=6, T=12, shape=(2, 4, 4), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    obs = (torch.rand(B, T, *shape, generator=gen) < 0.3).float()
+    return obs, torch.zeros(B, T, dtype=torch.bool), torch.zeros(B, T, dtype=torch.long)
+
+
+def test_the_value_path_reads_unmasked_inputs_and_the_masked_pass_sees_both_sides():
+    torch.manual_seed(0)
+    cfg = AgentConfig(obs_shape=(2, 4, 4), n_actions=3, d_model=16, heads=2, lstm=16, window=3)
+    agent = Agent(cfg)
+    obs, first, ep = _batch()
+    q_plain, _ = agent.unroll(obs, first, ep, agent.initial_state(6))
+    q_aux, aux = agent.unroll(obs, first, ep, agent.initial_state(6), aux=True, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(q_plain, q_aux, atol=1e-6)  # masking never reaches the Q-values
+    allowed, dist = attention_mask(ep[:1, :6], window=3, causal=False)
+    assert allowed[0, 2].tolist() == [True, True, True, True, True, False]  # two back, itself, two ahead
+    assert torch.equal(allowed[0], allowed[0].T)
+    # the masked pass reads the future: changing a frame that no masked step has as its target, the last one,
+    # changes the contrastive loss only when the masked steps may look ahead (window 12: they all see it)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    for kind, changes in (("bidirectional", True), ("causal", False)):
+        torch.manual_seed(0)
+        a = Agent(AgentConfig(**{**cfg.__dict__, "window": 12, "aux_attention": kind}))
+        _, x0 = a.unroll(obs, first, ep, a.initial_state(6), aux=True, generator=gen())
+        later = obs.clone()
+        free = ~x0["mask"][:, -1]
+        later[free, -1] = 1.0 - later[free, -1]
+        _, x1 = a.unroll(later, first, ep, a.initial_state(6), aux=True, generator=gen())
+        assert torch.equal(x0["mask"], x1["mask"])
+        assert (abs(x0["loss"].item() - x1["loss"].item()) > 1e-5) == changes, kind
+
+
+def test_stop_gradient_targets_send_no_contrastive_gradient_through_the_targets():
+    obs, first, ep = _batch()
+    for targets, reaches in (("stop_gradient", False), ("gradient", True)):
+        torch.manual_seed(0)  # window 1: a masked step sees only its mask token, so the encoder is reached via targets only
+        agent = Agent(AgentConfig(obs_shape=(2, 4, 4), n_actions=3, d_model=16, heads=2, lstm=16, window=1,
+                                  contrastive_targets=targets))
+        _, aux = agent.unroll(obs, first, ep, agent.initial_state(6), aux=True)
+        aux["loss"].backward()
+        g = agent.encoder.stem.weight.grad
+        assert (g is not None and g.abs().sum().item() > 0) == reaches, targets
+        assert agent.mask_token.grad.abs().sum() > 0
+
+
+def test_td_relative_scale_caps_the_contrastive_gradient_at_the_td_one_and_the_weight_ramps():
+    from consumers.coberl.learner import Learner
+
+    cfg = AgentConfig(obs_shape=(2, 4, 4), n_actions=3, d_model=16, heads=2, lstm=16, window=2)
+    obs, first, ep = _batch(B=4, T=7)
+    b = {"obs": obs, "first": first, "episode": ep, "h": torch.zeros(4, 16), "c": torch.zeros(4, 16),
+         "act": torch.randint(0, 3, (4, 7)), "rew": torch.rand(4, 7), "done": torch.zeros(4, 7, dtype=torch.bool)}
+    for scale, weight in (("fixed", 1.0), ("td_relative", 1.0), ("td_relative", 0.1)):
+        torch.manual_seed(0)
+        lc = LearnerConfig(batch=4, burn_in=2, unroll=3, n_step=2, contrastive_scale=scale, contrastive_weight=weight)
+        out = Learner(cfg, lc).update(b)
+        assert out["grad_aux_shared"] > 0 and out["grad_td_shared"] > 0
+        if scale == "fixed":
+            assert out["contrastive_scale"] == weight
+        else:
+            assert out["contrastive_scale"] * out["grad_aux_shared"] <= weight * out["grad_td_shared"] * (1 + 1e-5)
+    lc = LearnerConfig(frames=1000, contrastive_weight=0.5, contrastive_warmup=0.4)
+    assert [lc.contrastive_weight_at(f) for f in (0, 200, 400, 900)] == pytest.approx([0.0, 0.25, 0.5, 0.5])
+    assert LearnerConfig(contrastive_weight=0.5).contrastive_weight_at(0) == 0.5
+    with pytest.raises(ValueError, match="contrastive_scale"):
+        LearnerConfig(contrastive_scale="auto")
+    with pytest.raises(ValueError, match="aux_attention"):
+        AgentConfig(aux_attention="full")
+
+
 def test_attention_is_banded_causal_and_stays_inside_an_episode():
     ep = torch.tensor([[0, 0, 0, 0, 1, 1, 1]])
     allowed, dist = attention_mask(ep, window=3)
