@@ -1,17 +1,21 @@
 """Semantic exploration acceptance (issue #19): distinct objects and rooms visited, and the step the named
 object is first reached, for every embedding x novelty pair and a random policy, at equal environment steps.
 
-    flock /tmp/synth2-heavy.lock nice -n 5 .venv/bin/python bench/exploration_acceptance.py [--steps 8192]
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/exploration_acceptance.py --world world [--steps 40960]
 
-1. clip: the world CLIP, trained by the world's own trainer (generators/world/clip.py `train_clip`, hard shape
-   negatives) on the world's pretrain split rendered at 64 px (the quick size's 4,800 scenes), with the tiny
-   size's architecture and `--clip-steps` steps: the quick world's CLIP (600 steps x 128 at width 128) did not
-   fit this machine's shared CPU (7 s a step). Cached in the work directory; its zero-shot colour and shape
-   accuracy on the world's test split is recorded.
-2. separability: for each embedding, the mean distance between two renders of the same view over the mean
+1. clip: `--world W` uses W/clip (a built world; `synth2 world build --size quick` gives zero-shot shape 0.954,
+   colour 0.990), its zero-shot figures read from W/world.json. Without `--world`, a small CLIP is trained by
+   the world's own trainer (`train_clip`, hard shape negatives) on the quick size's pretrain split with the tiny
+   size's architecture and `--clip-steps` steps, cached in the work directory (what the first measurement used).
+2. vlm: with `--world` and `--vlm-steps N` (0 skips), a synth2 VLM is finetuned on W/data/train with W/lm as its
+   decoder (`synth2 vlm train`, N steps, cached in the work directory); its embedding is the mapper's prefix
+   over W/clip's image embedding.
+3. separability: for each embedding, the mean distance between two renders of the same view over the mean
    distance between views of different objects (lower: the space ignores the renderer's jitter and sees
-   the objects).
-3. runs: every condition x seed for `--steps` environment steps on `--task` (`--workers` processes, one
+   the objects), and the same for views with no object (the wall band alone) at different wall distances.
+4. bonus: the episodic bonus along forward-biased random walks, per embedding: its AUC for telling a view
+   whose caption is new in the episode from a repeated one, and its mean on new, repeated and empty views.
+5. runs: every condition x seed for `--steps` environment steps on `--task` (`--workers` processes, one
    torch thread each); each run's metrics go to runs/<task>-<condition>-seed<N>.json as it ends.
 
 Writes bench/results/exploration/{acceptance-<task>.json, coverage-<task>-seed<N>.png, objects-<task>.png, runs/}
@@ -76,13 +80,16 @@ def train_world_clip(work: Path, steps: int, batch_size: int, seed: int = 0) -> 
     return clip_dir, stats
 
 
-def separability(clip: Path, seed: int = 0, n_objects: int = 12, renders: int = 4) -> dict:
-    """Same-view distance over different-object distance, per embedding, on views of one layout's objects."""
+def separability(clip: Path, kinds: list[str], vlm: str | None = None, seed: int = 0, n_objects: int = 12,
+                 renders: int = 4) -> dict:
+    """Per embedding, over the mean distance between views of different objects (one layout's): the mean
+    distance between renders of the same object view (`same_object`), between renders of the same empty view
+    (`same_empty`) and between empty views at different wall distances (`empty_walls`)."""
     import numpy as np
     import torch
 
     from consumers.exploration.embeddings import make_embedding
-    from consumers.exploration.env import RoomsEnv, approach, draw_view, view_scene, wall_distance
+    from consumers.exploration.env import VIEW_DEPTH, RoomsEnv, approach, draw_view, view_scene, wall_distance
     from generators.world.annotate import caption
 
     env = RoomsEnv(layout_seed=seed)
@@ -96,15 +103,95 @@ def separability(clip: Path, seed: int = 0, n_objects: int = 12, renders: int = 
             views.append(draw_view(scene, wall_distance(lay, pos, d), rng, 64))
             caps.append(caption(scene, 0))
             ids.append(k)
+    for wall in range(1, VIEW_DEPTH + 2):
+        for _ in range(renders):
+            views.append(draw_view(None, wall, rng, 64))
+            caps.append("")
+            ids.append(-wall)
     views, ids = np.stack(views), np.asarray(ids)
     same = ids[:, None] == ids[None, :]
     off = ~np.eye(len(ids), dtype=bool)
+    obj = ids >= 0
+    oo, ee = obj[:, None] & obj[None, :], ~obj[:, None] & ~obj[None, :]
     out = {}
-    for kind in ("clip", "caption", "pixels", "random_conv"):
-        e = make_embedding(kind, clip=str(clip), seed=seed)(views, caps)
+    for kind in kinds:
+        e = make_embedding(kind, clip=str(clip), vlm=vlm, seed=seed)(views, caps)
         dist = torch.cdist(e.float(), e.float()).numpy()
-        out[kind] = round(float(dist[same & off].mean() / dist[~same].mean()), 4)
+        ref = dist[~same & oo].mean()
+        out[kind] = {"same_object": round(float(dist[same & off & oo].mean() / ref), 4),
+                     "same_empty": round(float(dist[same & off & ee].mean() / ref), 4),
+                     "empty_walls": round(float(dist[~same & ee].mean() / ref), 4)}
     return out
+
+
+def _auc(pos: list[float], neg: list[float]) -> float:
+    import numpy as np
+
+    ranks = np.concatenate([pos, neg]).argsort().argsort() + 1
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def bonus_discrimination(clip: Path, kinds: list[str], vlm: str | None = None, walks: int = 6,
+                         steps: int = 200) -> dict:
+    """The episodic bonus along forward-biased random walks (forward 0.6, each turn 0.2) on 3 layouts, per
+    embedding: AUC of the bonus for a view whose caption is new in the episode against one whose caption was
+    seen before in it, and the mean bonus (over the median of all) on new, repeated and empty views."""
+    import numpy as np
+
+    from consumers.exploration.embeddings import make_embedding
+    from consumers.exploration.env import RoomsEnv
+    from consumers.exploration.intrinsic import EpisodicNovelty
+
+    trajs = []
+    for w in range(walks):
+        env = RoomsEnv(layout_seed=w % 3)
+        obs, info = env.reset(seed=w)
+        rng = np.random.default_rng(w)
+        views, caps = [obs], [info["caption"]]
+        for _ in range(steps):
+            obs, _, _, _, info = env.step(int(rng.choice(3, p=[0.6, 0.2, 0.2])))
+            views.append(obs)
+            caps.append(info["caption"])
+        trajs.append((np.stack(views), caps))
+    out = {}
+    for kind in kinds:
+        embed = make_embedding(kind, clip=str(clip), vlm=vlm, seed=0)
+        nov = EpisodicNovelty(1)
+        groups: dict[str, list[float]] = {"new": [], "repeated": [], "empty": []}
+        for views, caps in trajs:
+            e = embed(views, caps)
+            nov.reset(0, e[0])
+            seen = {caps[0]}
+            for t in range(1, len(caps)):
+                b = float(nov.bonus(e[t:t + 1], [0])[0])
+                groups["empty" if not caps[t] else "repeated" if caps[t] in seen else "new"].append(b)
+                seen.add(caps[t])
+        med = float(np.median(sum(groups.values(), [])))
+        out[kind] = {"auc_new_vs_repeated": round(_auc(groups["new"], groups["repeated"]), 3),
+                     **{f"mean_{k}_over_median": round(float(np.mean(v)) / med, 3) for k, v in groups.items()},
+                     "counts": {k: len(v) for k, v in groups.items()}}
+    return out
+
+
+def world_clip(world: Path) -> dict:
+    """The figures `synth2 world build` recorded for WORLD's CLIP."""
+    info = json.loads((world / "world.json").read_text())
+    return {"path": str(world / "clip"), "size": info.get("size"), "config_hash": info.get("config_hash"),
+            "config": info.get("config", {}).get("clip"),
+            "zero_shot_test": info.get("quality", {}).get("clip_zero_shot")}
+
+
+def train_vlm(world: Path, work: Path, steps: int) -> Path:
+    """A synth2 VLM on WORLD/data/train with WORLD/lm as decoder (`synth2 vlm train`), once into WORK/vlm-<steps>."""
+    import subprocess
+
+    out = work / f"vlm-{steps}"
+    if not (out / "model" / "vlm_config.json").exists():
+        cli = Path(sys.executable).parent / "synth2"
+        subprocess.run([str(cli), "vlm", "train", "--data", str(world / "data" / "train"), "--decoder",
+                        str(world / "lm"), "--out", str(out), "--steps", str(steps), "--threads", "1", "--force"],
+                       check=True, cwd=ROOT)
+    return out / "model"
 
 
 def one_run(job: dict) -> dict:
@@ -137,8 +224,8 @@ def plot_objects(summary: dict, task: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key, label in ((axes[0], "objects_per_episode", "distinct objects visited per episode"),
                            (axes[1], "rooms_per_episode", "distinct rooms entered per episode")):
-        m = [summary[n][key]["mean"] for n in names]
-        s = [summary[n][key]["std"] for n in names]
+        m = [summary[n][key]["mean"] or 0.0 for n in names]  # None: no episode ended (a smoke run)
+        s = [summary[n][key]["std"] or 0.0 for n in names]
         colours = ["tab:green" if n.startswith(("clip", "caption", "vlm")) else "grey" if n == "random" else
                    "tab:orange" for n in names]
         ax.bar(range(len(names)), m, yerr=s, color=colours, capsize=3)
@@ -153,12 +240,15 @@ def plot_objects(summary: dict, task: str, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/synth2-exploration-bench")
+    ap.add_argument("--world", default=None, help="A built world (relative to the repo root): its clip/, and for "
+                                                  "the vlm its data/train and lm/. Default: train a small CLIP.")
+    ap.add_argument("--vlm-steps", type=int, default=300, help="With --world: finetune a VLM this long (0: no vlm).")
     ap.add_argument("--clip-steps", type=int, default=300)
     ap.add_argument("--clip-batch", type=int, default=96)
     ap.add_argument("--task", choices=("explore", "reach"), default="explore")
-    ap.add_argument("--steps", type=int, default=8192, help="environment steps per run")
+    ap.add_argument("--steps", type=int, default=40960, help="environment steps per run")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--embeddings", default="clip,caption,pixels,random_conv")
+    ap.add_argument("--embeddings", default="clip,vlm,caption,pixels,random_conv")
     ap.add_argument("--novelties", default="episodic,rnd")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tag", default="", help="Suffix of the result names (a second budget beside the first).")
@@ -166,22 +256,42 @@ def main() -> None:
     args = ap.parse_args()
     import logging
 
+    from consumers.exploration.job import ExploreParams
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     work = Path(args.work)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    clip, clip_stats = train_world_clip(work, args.clip_steps, args.clip_batch)
-    print(f"clip: zero-shot test colour {clip_stats['zero_shot_test']['all']['colour']:.3f}, shape "
-          f"{clip_stats['zero_shot_test']['all']['shape']:.3f} ({clip_stats['train']['seconds']:.0f} s)", flush=True)
+    embeddings = args.embeddings.split(",")
+    vlm = None
+    if args.world:
+        clip = Path(args.world)
+        clip_stats = world_clip(clip)
+        print(f"clip: {clip}/clip, zero-shot {(clip_stats['zero_shot_test'] or {}).get('all')}", flush=True)
+        if "vlm" in embeddings and args.vlm_steps > 0:
+            vlm = str(train_vlm(clip, work, args.vlm_steps))
+    else:
+        clip, clip_stats = train_world_clip(work, args.clip_steps, args.clip_batch)
+        print(f"clip: zero-shot test colour {clip_stats['zero_shot_test']['all']['colour']:.3f}, shape "
+              f"{clip_stats['zero_shot_test']['all']['shape']:.3f} ({clip_stats['train']['seconds']:.0f} s)", flush=True)
+        clip_stats = {"path": "$WORK/clip", **clip_stats}
     if args.clip_only:
         return
-    sep = separability(clip)
-    print(f"separability (same-view / different-object distance): {sep}", flush=True)
+    if vlm is None and "vlm" in embeddings:
+        embeddings.remove("vlm")
+        print("no VLM (needs --world and --vlm-steps > 0): the vlm embedding is left out", flush=True)
+    t = time.time()
+    sep = separability(clip, embeddings, vlm)
+    print(f"separability (over the different-object distance): {sep}", flush=True)
+    disc = bonus_discrimination(clip, embeddings, vlm)
+    print(f"episodic bonus discrimination: {disc}", flush=True)
+    diag_seconds = time.time() - t
     seeds = [int(s) for s in args.seeds.split(",")]
-    base = {"task": args.task, "clip": str(clip), "steps": args.steps, "seeds": seeds}
+    base = {"task": args.task, "world": str(clip), "vlm": vlm, "steps": args.steps, "seeds": seeds}
+    params = ExploreParams(**base)
     name = args.task + (f"-{args.tag}" if args.tag else "")
     jobs = [{"params": base, "embedding": e, "novelty": n, "seed": s, "name": name}
-            for e in args.embeddings.split(",") for n in args.novelties.split(",") for s in seeds]
+            for e in embeddings for n in args.novelties.split(",") for s in seeds]
     jobs += [{"params": base, "embedding": None, "novelty": None, "seed": s, "name": name} for s in seeds]
     t = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
@@ -194,23 +304,27 @@ def main() -> None:
     for s in seeds:
         plot_coverage(runs, OUT / f"coverage-{name}-seed{s}.png", seed=s)
     plot_objects(summary, name, OUT / f"objects-{name}.png")
-    pix = summary.get("pixels+episodic", {}).get("objects_per_episode", {}).get("mean")
-    goal = {}
-    for vl in ("clip+episodic", "clip+rnd", "caption+episodic", "caption+rnd"):
-        for px in ("pixels+episodic", "pixels+rnd"):
-            a, b = (summary.get(n, {}).get("objects_per_episode", {}).get("mean") for n in (vl, px))
-            if a is not None and b:
-                goal[f"{vl} / {px}"] = round(a / b, 3)
+    goal: dict[str, dict] = {}
+    for key in ("objects_per_episode", "distinct_objects"):
+        goal[key] = {}
+        for vl in ("clip", "vlm", "caption"):
+            for nov in args.novelties.split(","):
+                a = summary.get(f"{vl}+{nov}", {}).get(key, {}).get("mean")
+                b = summary.get(f"pixels+{nov}", {}).get(key, {}).get("mean")
+                if a is not None and b:
+                    goal[key][f"{vl}+{nov} / pixels+{nov}"] = round(a / b, 3)
+    cfg = params.model_dump(include={"episode_steps", "n_envs", "rollout", "epochs", "lr", "entropy", "beta",
+                                     "frames", "rooms", "room_size", "objects_per_room", "image_size"})
     res = {"issue": 19, "task": args.task, "machine": f"{os.cpu_count()} shared CPU cores, {platform.platform()}",
-           "budget": {"steps_per_run": args.steps, "seeds": seeds, "workers": args.workers, "episode_steps": 200,
-                      "n_envs": 8, "rollout": 64, "ppo_epochs": 3, "clip_steps": args.clip_steps,
-                      "clip_batch": args.clip_batch},
-           "clip": {"path": "$WORK/clip", **{k: v for k, v in clip_stats.items() if k != "settings"},
-                    "settings": clip_stats["settings"]},
-           "separability": sep, "summary": summary, "goal_ratio_objects_per_episode": goal,
-           "goal": "clip (vision-language) novelty >= 1.5x the pixel baseline's distinct objects visited per episode",
-           "pixel_baseline_objects_per_episode": pix, "runs_seconds": round(runs_seconds, 1),
-           "total_seconds": round(time.time() - t0, 1),
+           "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+           "budget": {"steps_per_run": args.steps, "seeds": seeds, "workers": args.workers, **cfg},
+           "clip": clip_stats,
+           "vlm": None if vlm is None else {"steps": args.vlm_steps, "path": f"$WORK/vlm-{args.vlm_steps}/model",
+                                            "data": f"{clip}/data/train", "decoder": f"{clip}/lm"},
+           "separability": sep, "bonus_discrimination": disc, "diagnostics_seconds": round(diag_seconds, 1),
+           "summary": summary, "goal_ratio": goal,
+           "goal": "vision-language (clip, vlm) novelty >= 1.5x the pixel baseline's distinct objects visited",
+           "runs_seconds": round(runs_seconds, 1), "total_seconds": round(time.time() - t0, 1),
            "runs": [{k: v for k, v in r.items() if k not in ("coverage", "grid", "curve")} for r in runs]}
     (OUT / f"acceptance-{name}.json").write_text(json.dumps(res, indent=1))
     print(table(summary))

@@ -3,8 +3,12 @@ RL library: no well-kept one (stable-baselines3, CleanRL, TorchRL) is installed 
 intrinsic reward has to be normalised and mixed in the rollout itself (RND-style: divided by a running std
 of its discounted return), which is a few lines here and a callback maze in a library.
 
-The policy sees only the egocentric view (a small Nature-DQN-style conv net); it is the same network for
-every embedding and novelty, so runs differ only in their bonus.
+The policy sees the last `frames` egocentric views stacked on the channel axis (a small Nature-DQN-style conv
+net; `FrameStack` keeps them per env and refills them at each episode start): a single view cannot tell a
+wall it just turned away from one it has never faced, and a short stack is the cheapest memory that can. At
+the acceptance budget (40,960 steps) a stack of 4 learned slower than one view (clip+episodic 2.6 against
+3.9 objects per episode, seed 0), so the default is 1. It is the same network for every embedding and
+novelty, so runs differ only in their bonus.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import torch.nn.functional as F
 @dataclass
 class PPOConfig:
     n_envs: int = 8
-    n_steps: int = 64  # per env per rollout
-    epochs: int = 3
+    n_steps: int = 32  # per env per rollout: 256 steps an update; 64 learned slower per env step (#19)
+    epochs: int = 4
     minibatches: int = 4
     lr: float = 5e-4
     gamma: float = 0.99
@@ -42,15 +46,15 @@ def _init(layer: nn.Module, gain: float = 2 ** 0.5) -> nn.Module:
 
 
 class Policy(nn.Module):
-    """View (uint8 [B, H, W, 3]) → action logits and a value."""
+    """Stacked views (uint8 [B, H, W, 3 * frames]) → action logits and a value."""
 
-    def __init__(self, n_actions: int, image_size: int = 64, width: int = 128) -> None:
+    def __init__(self, n_actions: int, image_size: int = 64, width: int = 128, frames: int = 1) -> None:
         super().__init__()
-        self.image_size = image_size
-        self.body = nn.Sequential(_init(nn.Conv2d(3, 16, 8, 4)), nn.ReLU(), _init(nn.Conv2d(16, 32, 4, 2)), nn.ReLU(),
+        self.image_size, self.frames = image_size, frames
+        self.body = nn.Sequential(_init(nn.Conv2d(3 * frames, 16, 8, 4)), nn.ReLU(), _init(nn.Conv2d(16, 32, 4, 2)), nn.ReLU(),
                                   nn.Flatten())
         with torch.no_grad():
-            n = self.body(torch.zeros(1, 3, image_size, image_size)).shape[1]
+            n = self.body(torch.zeros(1, 3 * frames, image_size, image_size)).shape[1]
         self.fc = nn.Sequential(_init(nn.Linear(n, width)), nn.ReLU())
         self.pi = _init(nn.Linear(width, n_actions), 0.01)
         self.v = _init(nn.Linear(width, 1), 1.0)
@@ -69,6 +73,32 @@ class Policy(nn.Module):
             action = torch.multinomial(F.softmax(logits, -1), 1, generator=rng).squeeze(-1)
         logp = F.log_softmax(logits, -1).gather(-1, action[:, None]).squeeze(-1)
         return action.numpy(), logp, value
+
+
+class FrameStack:
+    """The last K views of each of N envs, newest last, as one uint8 array [N, H, W, 3K]."""
+
+    def __init__(self, n_envs: int, k: int, shape: tuple[int, ...]) -> None:
+        self.k = k
+        self.buf = np.zeros((n_envs, k, *shape), np.uint8)
+
+    def reset(self, obs: np.ndarray, envs: np.ndarray | None = None) -> np.ndarray:
+        """Fill ENVS' stacks (all: None) with their first view OBS (one per env in ENVS)."""
+        idx = np.arange(len(self.buf)) if envs is None else np.asarray(envs)
+        self.buf[idx] = obs[:, None]
+        return self.get()
+
+    def push(self, obs: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """OBS: every env's new view (an ended env's reset view, as a SAME_STEP vector env returns it)."""
+        self.buf[:, :-1] = self.buf[:, 1:]
+        self.buf[:, -1] = obs
+        if done.any():
+            self.buf[done] = obs[done][:, None]
+        return self.get()
+
+    def get(self) -> np.ndarray:
+        n, k, h, w, c = self.buf.shape
+        return self.buf.transpose(0, 2, 3, 1, 4).reshape(n, h, w, k * c)
 
 
 class RunningStd:

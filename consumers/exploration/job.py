@@ -41,9 +41,11 @@ class ExploreParams(ConsumerParams):
     room_size: int = Field(4, ge=3, le=12, description="Cells per side of a room.")
     objects_per_room: int = Field(2, ge=1, le=8)
     image_size: int = Field(64, ge=32, le=128, description="Side of the egocentric view, pixels.")
+    frames: int = Field(1, ge=1, le=16, description="Views the policy sees at once (the newest and the K-1 before "
+                                                    "it, stacked): its only memory.")
     n_envs: int = Field(8, ge=1, le=64)
-    rollout: int = Field(64, ge=8, le=4096, description="Steps per env per PPO update.")
-    epochs: int = Field(3, ge=1, le=32)
+    rollout: int = Field(32, ge=8, le=4096, description="Steps per env per PPO update.")
+    epochs: int = Field(4, ge=1, le=32)
     lr: float = Field(5e-4, gt=0, le=1.0)
     entropy: float = Field(0.01, ge=0, le=1.0)
     beta: float = Field(1.0, ge=0, le=100.0, description="Weight of the normalised intrinsic reward.")

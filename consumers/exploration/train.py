@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from consumers.exploration.agent import PPO, Policy, PPOConfig, RunningStd
+from consumers.exploration.agent import PPO, FrameStack, Policy, PPOConfig, RunningStd
 from consumers.exploration.embeddings import make_embedding
 from consumers.exploration.env import RoomsEnv
 from consumers.exploration.intrinsic import VecIntrinsicReward, make_novelty
@@ -107,12 +107,14 @@ def train_condition(p, embedding: str | None, novelty: str | None, seed: int, ou
         dim = embed(probe, [""]).shape[1]
         venv = VecIntrinsicReward(venv, embed, make_novelty(novelty, cfg.n_envs, dim, seed=seed,
                                                              capacity=p.episode_steps + 1), beta=0.0)
-    policy = Policy(venv.single_action_space.n, p.image_size)
+    policy = Policy(venv.single_action_space.n, p.image_size, frames=p.frames)
     ppo = PPO(policy, cfg, seed)
     norm = RunningStd(cfg.n_envs, cfg.gamma)
     gen = torch.Generator().manual_seed(seed)
     act_rng = np.random.default_rng([seed, 3])  # the random policy's actions, seeded like everything else
     obs, infos = venv.reset(seed=[seed * 1000 + i for i in range(cfg.n_envs)])
+    stack = FrameStack(cfg.n_envs, p.frames, obs.shape[1:])
+    obs = stack.reset(obs)
     target = layout.objects[layout.target]
     track = Tracker(cfg.n_envs, layout.grid.shape, target, p.last_fraction, p.steps)
     for i in range(cfg.n_envs):
@@ -148,7 +150,7 @@ def train_condition(p, embedding: str | None, novelty: str | None, seed: int, ou
                 buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32))
                 buf["dones"].append(torch.as_tensor(done, dtype=torch.float32))
             buf["intrinsic"].append(intr)
-            obs = nobs
+            obs = stack.push(nobs, done)
         stats = {}
         if embedding is not None:
             with torch.no_grad():
@@ -172,7 +174,7 @@ def train_condition(p, embedding: str | None, novelty: str | None, seed: int, ou
         (out / "config.json").write_text(json.dumps({"condition": name, "embedding": embedding, "novelty": novelty,
                                                      "seed": seed, "layout_seed": layout_seed,
                                                      "env": {**env_kwargs(p), "rooms": [p.rooms, p.rooms]},
-                                                     "ppo": cfg.to_dict()}, indent=1))
+                                                     "frames": p.frames, "ppo": cfg.to_dict()}, indent=1))
         (out / "metrics.json").write_text(json.dumps(res))
     log.info("%s seed %d: %s objects/episode, %s distinct objects, first solved at %s (%.0f s)", name, seed,
              res["objects_per_episode"], res["distinct_objects"], res["first_solved_step"], res["seconds"])
@@ -188,7 +190,7 @@ def load_policy(d: str | Path) -> tuple[Policy | None, dict]:
     info = json.loads((d / "config.json").read_text())
     if info["embedding"] is None:
         return None, info
-    policy = Policy(3, info["env"]["image_size"])
+    policy = Policy(3, info["env"]["image_size"], frames=info.get("frames", 1))
     policy.load_state_dict(torch.load(d / "policy.pt", map_location="cpu", weights_only=True))
     return policy.eval(), info
 
@@ -201,12 +203,15 @@ def evaluate(policy: Policy | None, env_cfg: dict, layout_seed: int | None, epis
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     rows = []
+    stack = FrameStack(1, 1 if policy is None else policy.frames, env.observation_space.shape)
     for e in range(episodes):
         obs, info = env.reset(seed=seed * 10_000 + e)
+        obs = stack.reset(obs[None])
         objects, rooms, success = set(), {info["room"]} - {-1}, False
         while True:
-            a = int(rng.integers(3)) if policy is None else int(policy.act(obs[None], gen)[0][0])
-            obs, _, term, trunc, info = env.step(a)
+            a = int(rng.integers(3)) if policy is None else int(policy.act(obs, gen)[0][0])
+            view, _, term, trunc, info = env.step(a)
+            obs = stack.push(view[None], np.zeros(1, bool))
             if info["visited"] >= 0:
                 objects.add(info["visited"])
             if info["room"] >= 0:

@@ -183,6 +183,33 @@ def test_training_run_writes_results_and_the_policy_loads(tmp_path):
     assert ev["episodes"] == 2 and ev["layout"] == "new each episode" and ev["rooms_per_episode"] >= 1
 
 
+def test_frame_stack_keeps_the_last_views_and_restarts_with_the_episode():
+    from consumers.exploration.agent import FrameStack, Policy
+
+    views = lambda v: np.full((2, 4, 4, 3), v, np.uint8)  # noqa: E731
+    stack = FrameStack(2, 3, (4, 4, 3))
+    first = stack.reset(views(1))
+    assert first.shape == (2, 4, 4, 9) and (first == 1).all()
+    stack.push(views(2), np.array([False, False]))
+    out = stack.push(views(3), np.array([False, True]))
+    assert out[0, 0, 0].tolist() == [1] * 3 + [2] * 3 + [3] * 3  # oldest first, newest in the last channels
+    assert (out[1] == 3).all()  # env 1 ended: its stack restarts from the new episode's first view
+    logits, value = Policy(3, 32, frames=3)(torch.from_numpy(np.zeros((2, 32, 32, 9), np.uint8)))
+    assert logits.shape == (2, 3) and value.shape == (2,)
+
+
+def test_a_frame_stacked_policy_trains_saves_and_evaluates(tmp_path):
+    from consumers.exploration.job import ExploreParams
+    from consumers.exploration.train import evaluate, load_policy, train_condition
+
+    p = ExploreParams(embeddings=["pixels"], novelties=["rnd"], steps=128, n_envs=2, rollout=32, epochs=1,
+                      episode_steps=32, image_size=32, rooms=2, seeds=[0], frames=2)
+    train_condition(p, "pixels", "rnd", 0, tmp_path / "run")
+    policy, info = load_policy(tmp_path / "run")
+    assert policy.frames == 2 and info["frames"] == 2
+    assert evaluate(policy, info["env"], 0, episodes=1)["episodes"] == 1
+
+
 def test_params_are_checked():
     from pydantic import ValidationError
 
