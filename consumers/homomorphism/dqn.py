@@ -161,13 +161,15 @@ def evaluate(agent: DQNAgent, make_env: Callable, episodes: int, seed: int, max_
 
 def train_dqn(make_env: Callable, *, abstraction: bool, cfg: DQNConfig, max_steps: int, seed: int = 0,
               eval_every: int = 2000, eval_episodes: int = 5, target_return: float | None = None,
-              max_seconds: float | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+              max_seconds: float | None = None, progress: Callable[[int, int], None] | None = None,
+              agent_cls: type[DQNAgent] | None = None) -> dict:
     """Train for MAX_STEPS environment steps (or until the greedy evaluation's mean return reaches TARGET_RETURN,
-    or MAX_SECONDS pass). Returns the learning curve, training-episode returns and steps to the target."""
+    or MAX_SECONDS pass). Returns the learning curve, training-episode returns and steps to the target.
+    AGENT_CLS (a `DQNAgent` subclass) lets an experiment swap the update rule; everything else stays the same."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     env = make_env()
-    agent = DQNAgent(env.kind, env.obs_shape, env.n_actions, cfg, abstraction)
+    agent = (agent_cls or DQNAgent)(env.kind, env.obs_shape, env.n_actions, cfg, abstraction)
     if getattr(env, "obs_scale", None) is not None:
         agent.scale = torch.as_tensor(env.obs_scale, dtype=torch.float32)
     buf = Replay(min(cfg.buffer_size, max_steps), env.obs_shape, env.kind == "image")

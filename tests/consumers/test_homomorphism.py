@@ -122,6 +122,23 @@ def test_dqn_learner_improves_on_a_trivial_env(abstraction):
         assert torch.allclose(q[:, 2], q[:, 3], atol=0.05), q
 
 
+def test_train_dqn_takes_an_agent_class():
+    """`agent_cls` swaps the update rule (bench/eea_cartpole_variants.py); the loop calls the subclass."""
+    from consumers.homomorphism.dqn import DQNAgent, train_dqn
+    from consumers.homomorphism.envs import Chain
+
+    class Counting(DQNAgent):
+        updates = 0
+
+        def update(self, batch):
+            Counting.updates += 1
+            return super().update(batch)
+
+    r = train_dqn(Chain, abstraction=False, cfg=_chain_cfg(), max_steps=200, seed=0, eval_every=200, eval_episodes=1,
+                  agent_cls=Counting)
+    assert isinstance(r["agent"], Counting) and Counting.updates == 101  # one update a step from step 100
+
+
 def test_consumer_runs_through_run_consumer(tmp_path):
     from consumers.homomorphism.job import EEAEvalParams
     from contracts.reads import reads
