@@ -1,7 +1,9 @@
 """CoBERL acceptance (issue #20): CoBERL vs no contrastive loss vs LSTM only vs a random policy on MinAtar
 games at equal frames; return at the budget and the area under the learning curve.
 
-    flock /tmp/synth2-heavy.lock nice -n 5 .venv/bin/python bench/coberl_acceptance.py [--frames 30000]
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/coberl_acceptance.py --frames 250000 --workers 1
+
+(--workers 2, the default, runs two at once: on two idle cores about half the wall time.)
 
 Every (game, seed, agent) is one run of `consumers.coberl.learner.train` with the `coberl` consumer's default
 settings (`CoBERLParams`), torch on one thread; `--workers` runs execute side by side (one per core). Each
@@ -128,7 +130,7 @@ def main() -> None:
     ap.add_argument("--games", default="breakout,space_invaders,asterix")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--agents", default=",".join(AGENTS))
-    ap.add_argument("--frames", type=int, default=30_000)
+    ap.add_argument("--frames", type=int, default=250_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fresh", action="store_true", help="Delete earlier runs first.")
     ap.add_argument("--contrastive-weight", type=float, help="CoBERL's contrastive loss weight (default: the "

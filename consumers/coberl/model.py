@@ -2,13 +2,14 @@
 
     obs ─► residual conv encoder ─► x_t ─┬──────────────────────────────┐
                                          └► gated transformer (GTrXL) ─► y_t ─► gate(x_t, y_t) ─► LSTM ─► value heads
-    training only: x_t masked at a share of steps ─► same transformer ─► ŷ_t ─► RELIC loss(proj(ŷ_t), x_t)
+    training only: x_t masked at a share of steps ─► same transformer, both ways ─► ŷ_t ─► RELIC loss(proj(ŷ_t), sg(x_t))
 
 The transformer is causal and banded: step t attends to the `window` steps ending at t of its own episode,
 with a learnt bias per head and distance (relative positions), so acting (a sliding window per
 environment) and learning (a replayed sequence, burnt in for at least `window` steps) see the same context.
-Its masked pass exists for the auxiliary loss alone; the value path reads the unmasked pass, which keeps
-the value path of CoBERL and of the no-contrastive ablation the same network.
+Its masked pass exists for the auxiliary loss alone and attends both ways within the window (the paper drops
+the causal mask there, BERT-style); its targets x_t are held fixed (sg). The value path reads the unmasked,
+causal pass, which keeps the value path of CoBERL and of the no-contrastive ablation the same network.
 """
 
 from __future__ import annotations
