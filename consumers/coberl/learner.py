@@ -125,8 +125,10 @@ class Learner:
 
     def update(self, b: dict, weight: float | None = None) -> dict:
         """One Adam step on B: the TD loss plus WEIGHT (default: the config's) × the contrastive loss. The two
-        gradients are taken apart so their norms on the shared encoder can be reported (and, with
-        `contrastive_scale` td_relative, the auxiliary one rescaled to at most WEIGHT × the TD one there)."""
+        gradients are taken apart so their norms can be reported, on the encoder and on the parameters both
+        reach (encoder, transformer); with `contrastive_scale` td_relative the contrastive one is scaled so its
+        norm on the latter is at most WEIGHT × the TD one's: Adam normalises a parameter's step by its whole
+        gradient's size, so an auxiliary gradient 100× the TD one would leave the TD signal a hundredth."""
         lc = self.lc
         weight = lc.contrastive_weight if weight is None else weight
         q, aux = self.agent.unroll(b["obs"], b["first"], b["episode"], (b["h"], b["c"]), lc.burn_in, aux=True)
