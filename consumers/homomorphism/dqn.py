@@ -109,7 +109,7 @@ class DQNAgent:
             target = r + self.cfg.gamma * (1 - d) * self.q(s2, self.target).max(1).values
         if self.abstraction:  # one forward-model pass: its loss, and (detached) the effects the values read
             pred = self.model(s, a)
-            ml = self.model.loss(pred, r, s2, d)
+            ml = self.model.loss(pred, r, s2, d, s)
             nxt = torch.sigmoid(pred[0]) if self.kind == "image" else pred[0]
             td = F.smooth_l1_loss(self.value(nxt.detach(), pred[1].detach()), target)
             loss = td + self.cfg.model_weight * ml

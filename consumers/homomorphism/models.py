@@ -49,11 +49,13 @@ class EffectValueNet(nn.Module):
 
 
 class ForwardModel(nn.Module):
+    changed_weight = 20.0
+
     """(s, a) → predicted next observation, reward and termination logit.
 
     Vectors: an MLP on [s, one-hot a] predicting the change s' − s. Images (MinAtar's binary channels): a fully
-    convolutional net on s with the action broadcast as planes, predicting each cell's logit; the effect is the
-    cells' probabilities."""
+    convolutional net on s with the action broadcast as planes, predicting each cell's logit on top of a learnt
+    copy of the current frame; the effect is the cells' probabilities."""
 
     def __init__(self, kind: str, obs_shape: tuple[int, ...], n_actions: int, hidden: int) -> None:
         super().__init__()
@@ -69,6 +71,9 @@ class ForwardModel(nn.Module):
                                      nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
             self.cells = nn.Conv2d(16, c, 1)
             self.scalars = nn.Linear(16, 2)
+            # Most cells of a MinAtar frame are the same in the next one: the cell logits start from a copy of the
+            # current frame (this weight times ±1), so the net learns what changes, as the vector model learns s' − s.
+            self.copy = nn.Parameter(torch.tensor(4.0))
 
     def forward(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (next observation — for images, logits —, reward, termination logit)."""
@@ -78,15 +83,22 @@ class ForwardModel(nn.Module):
             return s + out[:, :-2], out[:, -2], out[:, -1]
         h = self.net(torch.cat([s, onehot[:, :, None, None].expand(-1, -1, *s.shape[2:])], 1))
         sc = self.scalars(h.mean((2, 3)))
-        return self.cells(h), sc[:, 0], sc[:, 1]
+        return self.cells(h) + self.copy * (2 * s - 1), sc[:, 0], sc[:, 1]
 
     def effect(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The effect a value is stored under: (predicted next observation, predicted reward)."""
         nxt, r, _ = self(s, a)
         return (torch.sigmoid(nxt) if self.kind == "image" else nxt), r
 
-    def loss(self, pred: tuple[torch.Tensor, torch.Tensor, torch.Tensor], r, s2, done) -> torch.Tensor:
-        """Prediction loss of PRED = self(s, a) against the observed transition."""
+    def loss(self, pred: tuple[torch.Tensor, torch.Tensor, torch.Tensor], r, s2, done,
+             s: torch.Tensor | None = None) -> torch.Tensor:
+        """Prediction loss of PRED = self(s, a) against the observed transition. For images given S, the cells
+        that change weigh CHANGED_WEIGHT times the others: an action's effect (Breakout's paddle: 2 cells of 400)
+        is otherwise lost in the frame's mean, and the model predicts the same frame for every action."""
         nxt, r_hat, d_logit = pred
-        obs = (F.binary_cross_entropy_with_logits(nxt, s2) if self.kind == "image" else F.mse_loss(nxt, s2))
+        if self.kind == "image":
+            w = None if s is None else 1 + (self.changed_weight - 1) * (s2 != s).float()
+            obs = F.binary_cross_entropy_with_logits(nxt, s2, weight=w)
+        else:
+            obs = F.mse_loss(nxt, s2)
         return obs + F.mse_loss(r_hat, r) + F.binary_cross_entropy_with_logits(d_logit, done)

@@ -122,6 +122,24 @@ def test_dqn_learner_improves_on_a_trivial_env(abstraction):
         assert torch.allclose(q[:, 2], q[:, 3], atol=0.05), q
 
 
+def test_image_forward_model_starts_from_a_copy_and_weighs_what_changes():
+    from consumers.homomorphism.models import ForwardModel
+
+    torch.manual_seed(0)
+    m = ForwardModel("image", (4, 10, 10), 6, 32)
+    s = (torch.rand(8, 4, 10, 10) < 0.05).float()
+    nxt, _ = m.effect(s, torch.arange(8) % 6)
+    assert torch.equal((nxt > 0.5).float(), s)  # untrained: "nothing changes"
+    pred = (torch.zeros(8, 4, 10, 10), torch.zeros(8), torch.zeros(8))
+    r, d = torch.zeros(8), torch.zeros(8)
+    s2 = s.clone()
+    assert torch.isclose(m.loss(pred, r, s2, d, s), m.loss(pred, r, s2, d))  # nothing changed: plain BCE
+    s2[:, 0, 0, :2] = 1 - s2[:, 0, 0, :2]  # a paddle's two cells move
+    extra = m.loss(pred, r, s2, d, s) - m.loss(pred, r, s2, d)  # at logit 0 every cell costs log 2
+    changed = float((s2 != s).sum())
+    assert abs(float(extra) - np.log(2) * (m.changed_weight - 1) * changed / s.numel()) < 1e-5
+
+
 def test_train_dqn_takes_an_agent_class():
     """`agent_cls` swaps the update rule (bench/eea_cartpole_variants.py); the loop calls the subclass."""
     from consumers.homomorphism.dqn import DQNAgent, train_dqn
