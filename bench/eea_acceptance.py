@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="gridworld seeds")
     ap.add_argument("--cartpole-seeds", type=int, default=5)
     ap.add_argument("--cartpole-steps", type=int, default=30_000, help="budget per CartPole run")
-    ap.add_argument("--minatar-seeds", type=int, default=3)
+    ap.add_argument("--minatar-seeds", type=int, default=5)
     ap.add_argument("--minatar-frames", type=int, default=20_000, help="frame budget per MinAtar run")
     ap.add_argument("--only", choices=["gridworld", "cartpole", "minatar"], action="append")
     a = ap.parse_args()
