@@ -75,8 +75,11 @@ def timed_run(spec, executor) -> dict:
         t = time.perf_counter()
         stats = run_job(spec, executor=executor)
         seconds = time.perf_counter() - t
+    stages = json.loads((Path(spec.output.dir) / "progress.json").read_text())["stages"]
     return {"seconds": round(seconds, 2), "pairs": stats["samples"], "captions_requested": stats["requested"],
-            "pairs_per_s": round(stats["samples"] / seconds, 2), "cpu_percent_per_core": cpu.per_core}
+            "pairs_per_s": round(stats["samples"] / seconds, 2), "cpu_percent_per_core": cpu.per_core,
+            # wall time per phase from the job's own progress.json (caption and score are one stream)
+            "phase_seconds": {k: v.get("seconds") for k, v in stages.items()}}
 
 
 def shard_write_ratio(samples: list[dict], shard_size: int, tmp: Path, repeats: int = 3) -> dict:
@@ -131,6 +134,9 @@ def main() -> None:
     results["ray"] = timed_run(spec_for(world, tmp / "ray", args.per_concept, args.workers), RayExecutor())
     ray.shutdown()
     results["ray_over_plain_loop"] = round(results["ray"]["pairs_per_s"] / results["plain_loop"]["pairs_per_s"], 3)
+    results["ray_over_plain_loop_per_phase"] = {
+        k: round(v / results["ray"]["phase_seconds"][k], 3) for k, v in results["plain_loop"]["phase_seconds"].items()
+        if v and results["ray"]["phase_seconds"].get(k)}
     shas = [[(s.name, s.sha256) for s in Manifest.load(tmp / d).shards] for d in ("local", "ray")]
     results["identical_shards"] = shas[0] == shas[1]
     samples = [make_sample(sample_key("bench", i), s["txt"], s["emb.npy"], s["json"])

@@ -51,6 +51,8 @@ class Progress:
         changed = bool(status) and status != s["status"]
         if status:
             s["status"] = status
+            if status in ("SUCCEEDED", "FAILED", "STOPPED") and s["started_at"] is not None:
+                s["seconds"] = round(now - s["started_at"], 2)  # this run's time in the stage
         s.update(extra)
         ran = s["done"] - s.get("resumed_at", 0)
         if s["started_at"] and ran > 0 and now - s["started_at"] >= 0.5:  # no rate from a resumed instant

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,5 @@ def test_progress_lines_for_the_console(tmp_path, monkeypatch, caplog):
                      "caption    RUNNING   980/1000 (98%), 5/s, 900 from an earlier run",
                      "caption    SUCCEEDED 1000/1000 (100%), 6.25/s, 900 from an earlier run"]
     assert "logged_at" not in (tmp_path / "progress.json").read_text()
+    # a finished stage records how long this run spent in it (what bench/pipeline_throughput.py reads per phase)
+    assert json.loads((tmp_path / "progress.json").read_text())["stages"]["caption"]["seconds"] == 1 + job.LOG_EVERY_S
