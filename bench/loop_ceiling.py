@@ -49,6 +49,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     world = json.loads((args.world / "world.json").read_text())
     held = set(world["held_out_compositions"])
+    errors_to_weights = loop.errors_to_weights  # the uniform arm keeps the real one
 
     def oracle(per_concept, items, alpha=2.0, floor=0.1):
         h = [c for c in items if c in held]
@@ -63,7 +64,7 @@ def main() -> None:
                            pairs_per_round=args.pairs_per_round, steps=args.steps, share=args.share, seed=seed,
                            threads=args.threads)
             name = f"oracle-{args.oracle_share:g}" if arm == "oracle" else "uniform"
-            loop.errors_to_weights = oracle if arm == "oracle" else _errors_to_weights
+            loop.errors_to_weights = oracle if arm == "oracle" else errors_to_weights
             state = loop.run_loop(config(p, args.work / f"{name}-s{seed}", jobs_dir=args.work / "jobs"))
             runs.setdefault(arm, []).append({"seed": seed, "rounds": [
                 {"round": r["round"], "held_out_composition": r["test"]["held_out_composition"],
@@ -98,8 +99,6 @@ def main() -> None:
 def _share(counts: dict[str, int], held: set[str]) -> float:
     return sum(v for c, v in counts.items() if c in held) / max(1, sum(counts.values()))
 
-
-from vlm.loop import errors_to_weights as _errors_to_weights  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -6,8 +6,8 @@ of its discounted return), which is a few lines here and a callback maze in a li
 The policy sees the last `frames` egocentric views stacked on the channel axis (a small Nature-DQN-style conv
 net; `FrameStack` keeps them per env and refills them at each episode start): a single view cannot tell a
 wall it just turned away from one it has never faced, and a short stack is the cheapest memory that can. At
-the acceptance budget (40,960 steps) a stack of 4 learned slower than one view (clip+episodic 2.6 against
-3.9 objects per episode, seed 0), so the default is 1. It is the same network for every embedding and
+40,960 steps (a diagnosis run, seed 0) a stack of 4 learned slower than one view (clip+episodic 2.6 against
+3.9 objects per episode), so the default is 1. It is the same network for every embedding and
 novelty, so runs differ only in their bonus.
 """
 
