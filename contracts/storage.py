@@ -72,9 +72,10 @@ class Store:
         np.savez(buf, **arrays)
         self.write_bytes(buf.getvalue(), *parts)
 
-    def load_npz(self, *parts: str) -> dict[str, np.ndarray]:
+    def load_npz(self, *parts: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """The arrays of an .npz (only `keys`, if given: the others are not decoded)."""
         with np.load(io.BytesIO(self.read_bytes(*parts)), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files if keys is None or k in keys}
 
     def glob(self, pattern: str) -> list[str]:
         """Names (relative to the root) matching `pattern`, sorted."""

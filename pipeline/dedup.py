@@ -389,15 +389,16 @@ def _counts(ds, *cols: str) -> Counter:
     return total
 
 
-def select_ray(ds, cfg: SelectionConfig, blocks: int | None = None):
+def select_ray(ds, cfg: SelectionConfig, blocks: int | None = None, drop_counts: Mapping[str, int] | None = None):
     """The selection as Ray Data operations. `ds` has columns index, caption, drop, text_emb,
     prompt_concepts; returns (materialized dataset of kept rows: index, matched, nearest, unordered;
     stats). Only small tables reach the driver: drop-reason counts, the centroids, signature counts.
-    `blocks` (the input's block count, if known) picks the group-bys' shuffle: see `shuffle_strategy`."""
+    `blocks` (the input's block count, if known) picks the group-bys' shuffle: see `shuffle_strategy`.
+    `drop_counts` ({drop reason or "": rows}, if the caller has them more cheaply than a pass over `ds`)."""
     ds = ds.select_columns(["index", "caption", "drop", "text_emb", "prompt_concepts"])
     # this dataset's context and its descendants' only
     ds.context.shuffle_strategy = shuffle_strategy(blocks)
-    return _select_ray(ds, cfg)
+    return _select_ray(ds, cfg, drop_counts)
 
 
 SORT_SHUFFLE_MAX_BLOCKS = 32
@@ -428,8 +429,9 @@ def _fit_on_worker(parts: list, n: int, cfg: SelectionConfig) -> np.ndarray:
     return fit_centroids(emb[order], n_clusters(n, cfg), cfg.seed, cfg.kmeans_iters)
 
 
-def _select_ray(ds, cfg: SelectionConfig):
-    drop_counts = _counts(ds.select_columns(["drop"]), "drop")
+def _select_ray(ds, cfg: SelectionConfig, drop_counts: Mapping[str, int] | None = None):
+    if drop_counts is None:
+        drop_counts = _counts(ds.select_columns(["drop"]), "drop")
     requested = sum(drop_counts.values())
     drops = {str(k): v for k, v in drop_counts.items() if str(k)}
     valid = requested - sum(drops.values())
@@ -469,9 +471,11 @@ def _select_ray(ds, cfg: SelectionConfig):
     after_dedup = sum(sig_counts.values())
     quota, info = balance_quotas(sig_counts, cfg.method, cfg.cap, dict(cfg.target or ()))
     bal = balance_stats(sig_counts, quota, cfg.method, info, dict(cfg.target or ()))
-    kept = (rows.groupby("signature", num_partitions=cfg.partitions).map_groups(
-        balance_kernel, fn_kwargs={"quota": quota, "seed": cfg.seed}, batch_format="numpy").materialize() if n
-        else rows.select_columns(["index", "matched"]))
+    if n and any(int(quota.get(s, c)) < c for s, c in sig_counts.items()):
+        kept = rows.groupby("signature", num_partitions=cfg.partitions).map_groups(
+            balance_kernel, fn_kwargs={"quota": quota, "seed": cfg.seed}, batch_format="numpy").materialize()
+    else:  # no quota binds (or nothing is left): every row is kept, and the balance's shuffle is not needed
+        kept = rows.select_columns(["index", "matched", "nearest"] if n else ["index", "matched"])
     after_balance = sum(min(int(quota.get(s, c)), c) for s, c in sig_counts.items())
     stats = _stats(requested, drops, valid, exact_removed, n - after_dedup, after_dedup, after_balance, cfg,
                    near_info, bal)

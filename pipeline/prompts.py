@@ -59,18 +59,35 @@ class RequestPlan:
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
 
+    def _names(self, i: int, first: str, rng: np.random.Generator) -> list[str]:
+        names = [first]
+        if self.spec.concepts.per_prompt > 1:
+            others = [k for k in self.items if k != first]
+            take = min(self.spec.concepts.per_prompt - 1, len(others))
+            names += [others[j] for j in rng.choice(len(others), size=take, replace=False)]
+        return names
+
+    def concepts(self, index) -> list[tuple[str, ...]]:
+        """The concepts each of the requests `index` names (`plan[i].concepts` for each i), without
+        building the prompts: a look-up per request when prompts name one concept each."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) and not (0 <= index.min() and index.max() < len(self)):
+            raise IndexError(f"requests {index.min()}..{index.max()} out of range (the job has {len(self)})")
+        firsts = [self.items[j] for j in np.searchsorted(self.ends, index, side="right")]
+        if self.spec.concepts.per_prompt <= 1:
+            return [(f,) for f in firsts]
+        seed = self.spec.captions.sampling.seed
+        return [tuple(self._names(int(i), f, np.random.default_rng(derive_seed("request", seed, int(i)))))
+                for i, f in zip(index, firsts, strict=True)]
+
     def __getitem__(self, i: int) -> Request:
         if not 0 <= i < len(self):
             raise IndexError(f"request {i} out of range (the job has {len(self)})")
-        c, cap = self.spec.concepts, self.spec.captions
+        cap = self.spec.captions
         seed = cap.sampling.seed
         first = self.items[int(np.searchsorted(self.ends, i, side="right"))]
         rng = np.random.default_rng(derive_seed("request", seed, i))
-        names = [first]
-        if c.per_prompt > 1:
-            others = [k for k in self.items if k != first]
-            take = min(c.per_prompt - 1, len(others))
-            names += [others[j] for j in rng.choice(len(others), size=take, replace=False)]
+        names = self._names(i, first, rng)
         shots = ""
         if cap.shots_per_prompt:
             pick = rng.choice(len(cap.few_shot), size=cap.shots_per_prompt, replace=False)

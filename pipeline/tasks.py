@@ -203,11 +203,12 @@ class SynthesizeShards(_Task):
         for a, b in batches(lo, hi, syn.batch_size):
             r = self.rows.rows(a, b)
             out = self.stage({"index": np.array(r["index"]), "caption": np.array(r["caption"], dtype=object)})
+            prompt_concepts = self.plan.concepts(r["index"])
             for j, i in enumerate(r["index"]):
                 al = float(out["alignment"][j])
                 align += al
                 meta = {"source": "synthetic", "job_id": self.job_id, "index": i,
-                        "prompt_concepts": list(self.plan[i].concepts), "concepts": json.loads(r["matched"][j]),
+                        "prompt_concepts": list(prompt_concepts[j]), "concepts": json.loads(r["matched"][j]),
                         "seed": derive_seed("prior", syn.seed, i), "generator": self.generator,
                         "scores": {"prior_alignment": round(al, 5), "nearest_kept_cosine": (round(float(r["nearest"][j]), 5)
                                                                             if r["nearest"][j] > -1.0 else None)}}
@@ -228,6 +229,6 @@ def cleaning_counts(url: str, n_chunks: int) -> dict[str, int]:
 
     store, total = Store(url), Counter()
     for k in range(n_chunks):
-        c = store.load_npz(caption_chunk_name(k))
+        c = store.load_npz(caption_chunk_name(k), keys=("flags",))
         total.update(count_flags([str(f) for f in c.get("flags", [])]))
     return dict(total)

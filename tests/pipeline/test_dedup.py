@@ -88,9 +88,15 @@ def test_ray_version_equals_the_local_one_across_block_counts_and_shuffles(ray_l
     local = D.select_local(data, cfg)
     rows = [{k: data[k][i] for k in data} for i in range(len(data["index"]))]
     # blocks of the input, partitions of every group-by; sort shuffle (blocks given, few) and hash shuffle
-    for blocks, partitions, known in ((1, 1, 1), (5, 3, None)):
+    # the last: no quota binds (method none), so the balance's shuffle is skipped; the drop counts given
+    for blocks, partitions, known, method in ((1, 1, 1, "cap"), (5, 3, None, "cap"), (3, 2, 3, "none")):
+        if method == "none":
+            cfg = _cfg(method="none", exact_buckets=4)
+            local = D.select_local(data, cfg)
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        kept, stats = D.select_ray(ds, dataclasses.replace(cfg, partitions=partitions), blocks=known)
+        drops = {"": 583, "too_short": 17} if method == "none" else None
+        kept, stats = D.select_ray(ds, dataclasses.replace(cfg, partitions=partitions), blocks=known,
+                                   drop_counts=drops)
         assert ds.context.shuffle_strategy.name == ("SORT_SHUFFLE_PULL_BASED" if known else "HASH_SHUFFLE")
         got = sorted(kept.take_all(), key=lambda r: r["index"])
         assert [r["index"] for r in got] == local.keep.tolist()

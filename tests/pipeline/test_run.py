@@ -68,6 +68,7 @@ def test_end_to_end_on_local_ray(tiny_world, tmp_path, ray_local, monkeypatch):
     world, _ = tiny_world
     # selection over 5 blocks (one 8-request chunk each) by the hash shuffle, as a large job selects
     monkeypatch.setenv("SYNTH2_CHUNK_TARGET", "8")
+    monkeypatch.setenv("SYNTH2_SELECT_ONE_TASK_MAX_ROWS", "0")  # not one task, as a job this small would be
     monkeypatch.setattr(pipeline.select_step, "BLOCK_ROWS", 8)
     monkeypatch.setattr(pipeline.dedup, "SORT_SHUFFLE_MAX_BLOCKS", 2)
     chosen, pick = [], pipeline.dedup.shuffle_strategy

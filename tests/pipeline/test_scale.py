@@ -102,6 +102,12 @@ def test_request_i_depends_only_on_the_spec_and_i(tmp_path):
     assert [plan[i] for i in (27, 3, 0)] == [_old_build_requests(spec)[i] for i in (27, 3, 0)]
     with pytest.raises(IndexError):
         plan[28]
+    # the concepts alone, as selection and synthesis read them, without building the prompts
+    assert plan.concepts([27, 3, 0, 3]) == [plan[i].concepts for i in (27, 3, 0, 3)]
+    one = RequestPlan(parse_spec({**d, "concepts": {**d["concepts"], "per_prompt": 1}}))
+    assert one.concepts(range(28)) == [one[i].concepts for i in range(28)]
+    with pytest.raises(IndexError):
+        plan.concepts([0, 28])
 
 
 def _shas(directory):
@@ -197,7 +203,8 @@ def test_local_one_ray_node_and_two_ray_nodes_write_identical_bytes(tiny_world, 
         local = run_job(world_spec(world, tmp_path / "local", **over), executor=LocalExecutor())
         one = run_job(world_spec(world, tmp_path / "one", **over), executor=RayExecutor())
         spec = world_spec(world, tmp_path / "two", **over)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # the local loop, one node (a small job: selected by one Ray task), two nodes (the distributed selection)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SYNTH2_SELECT_ONE_TASK_MAX_ROWS": "0"}
         r = subprocess.run([sys.executable, "-c", TWO_NODES, str(ROOT), json.dumps(spec.model_dump(mode="json"))],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     finally:
@@ -300,3 +307,13 @@ def test_every_kind_records_how_it_ended_and_resumes_to_the_same_bytes(tmp_path)
     run_job(spec(tmp_path / "clean"), executor=LocalExecutor())
     assert _shas(tmp_path / "job") == _shas(tmp_path / "clean")
     assert json.loads((tmp_path / "job" / "progress.json").read_text())["status"] == "SUCCEEDED"
+
+
+def test_store_decodes_only_the_arrays_asked_for(tmp_path):
+    from contracts.storage import Store
+
+    st = Store(str(tmp_path))
+    st.save_npz("c.npz", drop=np.array(["", "x"]), text_emb=np.ones((2, 3), np.float16))
+    assert set(st.load_npz("c.npz")) == {"drop", "text_emb"}
+    got = st.load_npz("c.npz", keys=("drop",))
+    assert list(got) == ["drop"] and got["drop"].tolist() == ["", "x"]
