@@ -1,9 +1,10 @@
 """The selection step of a synthesize job: job-wide dedup and balancing over the caption chunks,
 written back per chunk (`stages/selection-K.npz`: kept index, matched concepts, nearest cosine).
 
-The algorithms are `pipeline/dedup.py`'s: `select_local` in one process for the local executor,
-`select_ray` (map_batches + group-bys, nothing collected in the driver beyond small tables) under
-Ray. Both give the same kept set. Returns {"kept": kept rows per chunk, "stats": counts}.
+The algorithms are `pipeline/dedup.py`'s: `select_local` in one process for the local executor and,
+under Ray, in one Ray task for a job up to `ONE_TASK_MAX_ROWS` requests; `select_ray` (map_batches +
+group-bys, nothing collected in the driver beyond small tables) under Ray for larger jobs. All give
+the same kept set. Returns {"kept": kept rows per chunk, "stats": counts}.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from pipeline.tasks import caption_chunk_name, npz_bytes, selection_chunk_name
 
 
 def select(ctx: JobContext, n_chunks: int) -> dict:
-    if not _dedup_available():
-        return ctx.executor.call(_select_fallback, ctx.store.url, ctx.spec.model_dump(mode="json"), n_chunks,
-                                 ctx.layout["chunk_rows"])
     if not getattr(ctx.executor, "distributed", False):
         return _select_local(ctx, n_chunks)
     if len(RequestPlan(ctx.spec)) <= one_task_max_rows():  # small enough for one worker: try it there
@@ -182,59 +180,3 @@ def _merge_selection(url: str, n_chunks: int, stats: str) -> None:
     cat = {key: np.concatenate([p[key] for p in parts]) for key in ("index", "matched", "nearest")}
     store.save_npz("stages/selection.npz", keep=cat["index"], matched=cat["matched"], nearest=cat["nearest"],
                    stats=np.array(stats))
-
-
-def _dedup_available() -> bool:
-    try:
-        import pipeline.dedup  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def exact_select(cap: dict[str, np.ndarray], spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """The exact greedy reference (pipeline.selection.dedup + balance) over a whole job in one process:
-    (keep indices, matched JSON, nearest, stats)."""
-    from collections import Counter
-
-    from pipeline.balance import balance
-    from pipeline.selection import dedup, match_concepts
-
-    valid = cap["drop"] == ""
-    drops = Counter(str(d) for d in cap["drop"] if d)
-    v_idx = np.nonzero(valid)[0]
-    keep_d, nearest, dup_reasons = dedup([str(t) for t in cap["caption"][v_idx]], cap["text_emb"][v_idx],
-                                         spec.scoring.near_dup_threshold, spec.scoring.exact_dedup)
-    bank = spec.concepts.items
-    matched = [match_concepts(str(cap["caption"][i]), bank) for i in v_idx]
-    d_idx = v_idx[keep_d]
-    d_concepts = [matched[j] or json.loads(cap["prompt_concepts"][i]) for j, i in zip(np.nonzero(keep_d)[0], d_idx)]
-    b = spec.scoring.balance
-    keep_b = balance(d_concepts, [int(cap["index"][i]) for i in d_idx], b.method, b.cap, b.target,
-                     spec.captions.sampling.seed)
-    final = d_idx[keep_b]
-    count = lambda rows: dict(Counter(c for cs in rows for c in set(cs)))  # noqa: E731
-    stats = {"requested": int(len(cap["index"])), "dropped": dict(drops), "valid": int(valid.sum()),
-             "duplicates_removed": dict(dup_reasons), "after_dedup": int(len(d_idx)),
-             "after_balance": int(len(final)), "balance_method": b.method,
-             "concept_counts_before_balance": count(d_concepts),
-             "concept_counts_after_balance": count([c for c, k in zip(d_concepts, keep_b) if k])}
-    kept = np.nonzero(keep_d)[0][keep_b]
-    return (cap["index"][final].astype(np.int64), np.array([json.dumps(matched[j]) for j in kept], dtype=str),
-            nearest[kept].astype(np.float32), stats)
-
-
-def _select_fallback(url: str, spec_json: dict, n_chunks: int, rows: int) -> dict:
-    """Until pipeline.dedup is there: the exact reference, on one worker."""
-    spec = parse_spec(spec_json)
-    store, plan = Store(url), RequestPlan(spec)
-    parts = [load_chunk(store, plan, k) for k in range(n_chunks)]
-    cap = {key: np.concatenate([p[key] for p in parts]) for key in ("index", "caption", "drop", "text_emb",
-                                                                    "prompt_concepts")}
-    keep, matched, nearest, stats = exact_select(cap, spec)
-    chunk_of = keep // rows
-    kept = [write_chunk_selection(store, k, keep[chunk_of == k], matched[chunk_of == k], nearest[chunk_of == k])
-            for k in range(n_chunks)]
-    store.save_npz("stages/selection.npz", keep=keep, matched=matched, nearest=nearest,
-                   stats=np.array(json.dumps(stats)))
-    return {"kept": kept, "stats": stats}
