@@ -81,7 +81,10 @@ def run_one(world: Path, tmp: Path, requests: int, timeout: float) -> dict:
               "returncode": proc.returncode, "seconds": round(seconds, 1), "driver_peak_rss_mb": round(peak / 1024, 1),
               "samples": stats.get("samples"), "after_dedup": stats.get("after_dedup"),
               "stage_rates_per_s": {k: v.get("rate_per_s") for k, v in progress.get("stages", {}).items()},
-              "rss_timeline_mb": [(s, round(kb / 1024, 1)) for s, kb in timeline[:: max(1, len(timeline) // 60)]]}
+              "rss_timeline_mb": [(s, round(kb / 1024, 1)) for s, kb in timeline[:: max(1, len(timeline) // 60)]],
+              # when and on which code this row was measured (rows of several runs share a file, see --add)
+              "measured": time.strftime("%Y-%m-%d", time.gmtime()), "commit": _commit(),
+              "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
     if proc.returncode != 0:
         result["log_tail"] = log[-2000:]
     shutil.rmtree(out, ignore_errors=True)
@@ -105,6 +108,11 @@ def plot(results: dict, path: Path) -> None:
     fig.suptitle(f"synth2 job on a local Ray, tiny world models ({results['machine']['cpus']} CPU cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _commit() -> str | None:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return r.stdout.strip() or None
 
 
 def main() -> None:
