@@ -80,6 +80,50 @@ def train_world_clip(work: Path, steps: int, batch_size: int, seed: int = 0) -> 
     return clip_dir, stats
 
 
+def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int | None = None) -> tuple[Path, dict]:
+    """WORLD's CLIP trained again by the world's own trainer on the world's own pretrain renders, tokenizer and
+    recorded CLIP settings, with `empty_share` of the training renders holding no object (`ClipConfig.empty_share`,
+    `clip_training_set`): the world build's CLIP step with that one setting changed. Once into
+    WORK/clip-empty<S>[-<steps>]/clip; (that folder's parent, its figures)."""
+    import numpy as np
+    import torch
+
+    from generators.encoders import Encoder
+    from generators.world import evaluate
+    from generators.world.clip import EMPTY_CAPTION, ClipConfig, clip_training_set, train_clip
+    from generators.world.concepts import Scene
+    from generators.world.splits import held_out_compositions
+
+    info = json.loads((world / "world.json").read_text())
+    recorded = dict(info["config"]["clip"])
+    ccfg = ClipConfig(**(recorded | {"vision_layers": tuple(recorded["vision_layers"]), "empty_share": empty_share}
+                         | ({"steps": steps} if steps else {})))
+    seed = info["seed"]
+    folder = work / (f"clip-empty{empty_share:g}" + (f"-{steps}" if steps else ""))
+    stats_file = folder / "stats.json"
+    settings = {"world_config_hash": info["config_hash"], "clip": ccfg.__dict__ | {"vision_layers": list(ccfg.vision_layers)}}
+    if stats_file.exists() and json.loads(stats_file.read_text())["settings"] == settings:
+        return folder, json.loads(stats_file.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    w = world / "_work"
+
+    def split(name: str) -> tuple[np.ndarray, list[Scene]]:
+        return (np.load(w / f"{name}-images.npy"),
+                [Scene.from_dict(d) for d in json.loads((w / f"{name}-scenes.json").read_text())])
+
+    clip_images, caps, negs = clip_training_set(*split("pretrain"), ccfg, seed)
+    torch.set_num_threads(1)
+    fit = train_clip(folder / "clip", clip_images, caps, w / "clip-tokenizer", ccfg, seed, negs)
+    test_images, test_scenes = split("test")
+    enc = Encoder(f"local-dir:{folder / 'clip'}")
+    emb = torch.cat([enc.encode_images(test_images[i:i + 256]) for i in range(0, len(test_images), 256)])
+    zs = evaluate.clip_zero_shot(enc, emb, test_scenes, set(held_out_compositions(seed)))
+    stats = {"settings": settings, "world": str(world), "train": fit, "training_images": len(clip_images),
+             "empty_images": sum(c == [EMPTY_CAPTION] for c in caps), "zero_shot_test": zs}
+    stats_file.write_text(json.dumps(stats, indent=1))
+    return folder, stats
+
+
 def separability(clip: Path, kinds: list[str], vlm: str | None = None, seed: int = 0, n_objects: int = 12,
                  renders: int = 4) -> dict:
     """Per embedding, over the mean distance between views of different objects (one layout's): the mean
@@ -237,6 +281,11 @@ def plot_objects(summary: dict, task: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _write_json(path: Path, data: dict, work: Path, indent: int | None = 1) -> None:
+    """DATA as JSON with the work directory written $WORK: no machine's absolute path in the results."""
+    path.write_text(json.dumps(data, indent=indent).replace(str(work), "$WORK"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/synth2-exploration-bench")
@@ -253,6 +302,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tag", default="", help="Suffix of the result names (a second budget beside the first).")
     ap.add_argument("--clip-only", action="store_true", help="Train (or check) the CLIP and stop.")
+    ap.add_argument("--empty-share", type=float, default=None,
+                    help="With --world: the world's CLIP trained again with this share of object-less renders "
+                         "(ClipConfig.empty_share), every other setting and the data the world's; used for clip and "
+                         "caption (no vlm).")
+    ap.add_argument("--diagnose-only", action="store_true", help="Write the separability and bonus diagnostics "
+                                                                 "(diagnostics-<tag>.json) and stop.")
     args = ap.parse_args()
     import logging
 
@@ -264,7 +319,12 @@ def main() -> None:
     t0 = time.time()
     embeddings = args.embeddings.split(",")
     vlm = None
-    if args.world:
+    if args.world and args.empty_share is not None:
+        clip, clip_stats = retrain_world_clip(Path(args.world), work, args.empty_share)
+        clip_stats = {"path": f"$WORK/{clip.name}/clip", **clip_stats}
+        print(f"clip: {args.world}'s CLIP trained again with empty_share {args.empty_share}: zero-shot "
+              f"{clip_stats['zero_shot_test']['all']} ({clip_stats['train']['seconds']:.0f} s)", flush=True)
+    elif args.world:
         clip = Path(args.world)
         clip_stats = world_clip(clip)
         print(f"clip: {clip}/clip, zero-shot {(clip_stats['zero_shot_test'] or {}).get('all')}", flush=True)
@@ -286,10 +346,15 @@ def main() -> None:
     disc = bonus_discrimination(clip, embeddings, vlm)
     print(f"episodic bonus discrimination: {disc}", flush=True)
     diag_seconds = time.time() - t
+    name = args.task + (f"-{args.tag}" if args.tag else "")
+    if args.diagnose_only:
+        diag = {"issue": 19, "clip": clip_stats, "separability": sep, "bonus_discrimination": disc,
+                "diagnostics_seconds": round(diag_seconds, 1), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+        _write_json(OUT / f"diagnostics-{args.tag or 'world'}.json", diag, work)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     base = {"task": args.task, "world": str(clip), "vlm": vlm, "steps": args.steps, "seeds": seeds}
     params = ExploreParams(**base)
-    name = args.task + (f"-{args.tag}" if args.tag else "")
     jobs = [{"params": base, "embedding": e, "novelty": n, "seed": s, "name": name}
             for e in embeddings for n in args.novelties.split(",") for s in seeds]
     jobs += [{"params": base, "embedding": None, "novelty": None, "seed": s, "name": name} for s in seeds]
@@ -326,7 +391,9 @@ def main() -> None:
            "goal": "vision-language (clip, vlm) novelty >= 1.5x the pixel baseline's distinct objects visited",
            "runs_seconds": round(runs_seconds, 1), "total_seconds": round(time.time() - t0, 1),
            "runs": [{k: v for k, v in r.items() if k not in ("coverage", "grid", "curve")} for r in runs]}
-    (OUT / f"acceptance-{name}.json").write_text(json.dumps(res, indent=1))
+    _write_json(OUT / f"acceptance-{name}.json", res, work)
+    for f in (OUT / "runs").glob(f"{name}-*.json"):  # the runs' records name the CLIP by its path too
+        _write_json(f, json.loads(f.read_text()), work, indent=None)
     print(table(summary))
     print(f"goal ratios: {goal}")
 

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("pretrain", "train", "val", "test")
 WORLD_VERSION = 1
+# Settings added after worlds were built, at the value that reproduces the older builds: left out of the
+# settings hash, so a world built before they existed is not rebuilt.
+HASH_NEUTRAL = {"clip": {"empty_share": 0.0}}
 
 
 @dataclass
@@ -48,6 +51,9 @@ class WorldConfig:
     def digest(self, without: tuple[str, ...] = ()) -> str:
         """Hash of the settings; `without` leaves sections out (the steps that do not depend on them)."""
         data = {k: v for k, v in asdict(self).items() if k not in without}
+        for section, options in HASH_NEUTRAL.items():  # an option at its old behaviour keeps built worlds valid
+            if section in data:
+                data[section] = {k: v for k, v in data[section].items() if options.get(k, object()) != v}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -137,7 +143,7 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     from generators.prior import EmbeddingPrior
     from generators.world import evaluate
     from generators.world.annotate import captions, random_caption
-    from generators.world.clip import mirrored, shape_swapped, train_clip
+    from generators.world.clip import clip_training_set, train_clip
     from generators.world.concepts import Scene
     from generators.world.lm import corpus_documents, train_lm
     from generators.world.pixel_train import decoder_quality, train_decoder
@@ -190,13 +196,12 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
 
     stats: dict[str, dict] = {}
     t, c = time.time(), time.process_time()
-    clip_images, clip_scenes = images["pretrain"], scenes["pretrain"]
-    if cfg.clip.mirror:
-        clip_images = np.concatenate([clip_images, clip_images[:, :, ::-1]])
-        clip_scenes = clip_scenes + [mirrored(s) for s in clip_scenes]
-    stats["clip"] = steps.trained("clip", lambda: train_clip(
-        out / "clip", clip_images, [captions(s) for s in clip_scenes], work / "clip-tokenizer",
-        cfg.clip, seed, negatives=[shape_swapped(s) for s in clip_scenes] if cfg.clip.shape_negatives else None))
+
+    def fit_clip() -> dict:
+        clip_images, clip_caps, clip_negs = clip_training_set(images["pretrain"], scenes["pretrain"], cfg.clip, seed)
+        return train_clip(out / "clip", clip_images, clip_caps, work / "clip-tokenizer", cfg.clip, seed, clip_negs)
+
+    stats["clip"] = steps.trained("clip", fit_clip)
     timings["clip"], cpu_timings["clip"] = time.time() - t, time.process_time() - c
 
     t, c = time.time(), time.process_time()

@@ -46,6 +46,13 @@ class ClipConfig:
     negatives_per_step: int = 5
     # build_world trains on the pretrain split and its mirror image (`mirrored`): twice the renders, same step time.
     mirror: bool = False
+    # Share of the CLIP's training renders that hold no object (the background alone, captioned EMPTY_CAPTION).
+    # Without them the CLIP has never seen an image without an object, and places such images anywhere; a
+    # consumer whose views are mostly empty (consumers/exploration) measures novelty among them.
+    empty_share: float = 0.0
+
+
+EMPTY_CAPTION = "an empty scene"
 
 
 def model_cfg(cfg: ClipConfig, vocab_size: int, eos_id: int, pad_id: int) -> dict:
@@ -78,6 +85,34 @@ def shape_swapped(scene) -> list[list[str]]:
     swaps = [captions(replace(scene, objects=(replace(first, shape=sh),) + scene.objects[1:]))
              for sh in SHAPES if sh != first.shape]
     return [[sw[p] for sw in swaps] for p in range(len(swaps[0]))]
+
+
+def clip_training_set(images: np.ndarray, scenes: list, cfg: ClipConfig,
+                      seed: int = 0) -> tuple[np.ndarray, list[list[str]], list[list[list[str]]] | None]:
+    """The CLIP's training set from a split's renders and scenes: (images, per image its phrasings, per image
+    and phrasing its hard negatives or None), with the split's mirror image (`cfg.mirror`) and, for
+    `cfg.empty_share` of the whole, renders with no object captioned EMPTY_CAPTION, whose hard negatives
+    are captions of the split's scenes (the same background with an object is what an empty render is not)."""
+    from generators.world.annotate import captions
+    from generators.world.render import render
+
+    if not 0.0 <= cfg.empty_share < 1.0:
+        raise ValueError(f"empty_share must be in [0, 1), got {cfg.empty_share}")
+    if cfg.mirror:
+        images, scenes = np.concatenate([images, images[:, :, ::-1]]), scenes + [mirrored(s) for s in scenes]
+    caps = [captions(s) for s in scenes]
+    negs = [shape_swapped(s) for s in scenes] if cfg.shape_negatives else None
+    n_empty = round(cfg.empty_share * len(images) / (1.0 - cfg.empty_share))
+    if n_empty:
+        rng = np.random.default_rng([seed, 300])
+        empty = np.stack([np.asarray(render(None, rng, images.shape[1])) for _ in range(n_empty)])
+        images = np.concatenate([images, empty])
+        caps += [[EMPTY_CAPTION]] * n_empty
+        if negs is not None:
+            k = len(negs[0][0])
+            negs += [[[caps[int(j)][int(rng.integers(len(caps[int(j)])))] for j in rng.integers(len(scenes), size=k)]]
+                     for _ in range(n_empty)]
+    return images, caps, negs
 
 
 def _encode_text(model, ids: torch.Tensor) -> torch.Tensor:

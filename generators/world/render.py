@@ -97,13 +97,13 @@ def scene_layout(scene: Scene, side: float, rng: np.random.Generator) -> list[tu
     return [(a, clip(ax, ra), clip(ay, ra), ra), (b, clip(bx, rb), clip(by, rb), rb)]
 
 
-def render(scene: Scene, rng: np.random.Generator, size: int = 64) -> Image.Image:
-    """Draw `scene` as a `size`x`size` RGB image."""
+def render(scene: Scene | None, rng: np.random.Generator, size: int = 64) -> Image.Image:
+    """Draw `scene` as a `size`x`size` RGB image (None: the jittered background alone, no object)."""
     side = size * SUPERSAMPLE
     bg = tuple(int(v) for v in rng.integers(45, 85, size=3))
     img = Image.new("RGB", (side, side), bg)
     draw = ImageDraw.Draw(img)
-    for obj, cx, cy, r in scene_layout(scene, side, rng):
+    for obj, cx, cy, r in scene_layout(scene, side, rng) if scene is not None else []:
         draw_object(draw, obj, cx, cy, r, rng)
     img = img.resize((size, size), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.int16) + rng.normal(0, 4, size=(size, size, 3)).astype(np.int16)

@@ -198,3 +198,36 @@ def test_mirrored_swaps_left_and_right_only():
     assert mirrored(pair).relation == "right of" and mirrored(Scene("relation", pair.objects, relation="above")) == \
         Scene("relation", pair.objects, relation="above")
     assert mirrored(mirrored(pair)) == pair
+
+
+def test_empty_share_adds_object_less_renders_with_their_caption_and_negatives():
+    from generators.world.annotate import captions, parse
+    from generators.world.clip import EMPTY_CAPTION, ClipConfig, clip_training_set
+    from generators.world.render import render
+    from generators.world.splits import scenes
+
+    rng = np.random.default_rng(0)
+    scs = list(scenes("pretrain", 18, 0))
+    images = np.stack([np.asarray(render(s, rng, 32)) for s in scs])
+    same, caps, negs = clip_training_set(images, scs, ClipConfig(shape_negatives=True), 0)
+    assert same is images and caps == [captions(s) for s in scs] and len(negs) == 18  # off: the split unchanged
+    more, caps, negs = clip_training_set(images, scs, ClipConfig(shape_negatives=True, empty_share=0.1), 0)
+    assert len(more) == len(caps) == len(negs) == 20 and caps[18:] == [[EMPTY_CAPTION]] * 2
+    assert (more[:18] == images).all()
+    assert more[18:].std(axis=(1, 2)).max() < 8  # the jittered background and its noise alone
+    assert all(parse(t) is not None for t in negs[18][0]) and len(negs[18][0]) == 5  # world captions: not empty
+    with pytest.raises(ValueError, match="empty_share"):
+        clip_training_set(images, scs, ClipConfig(empty_share=1.0), 0)
+
+
+def test_settings_added_later_leave_built_worlds_hash_alone_at_their_old_value():
+    import hashlib
+    from dataclasses import asdict, replace
+
+    from generators.world.build import preset
+
+    cfg = preset("quick")
+    old = asdict(cfg)
+    del old["clip"]["empty_share"]
+    assert cfg.digest() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert replace(cfg, clip=replace(cfg.clip, empty_share=0.1)).digest() != cfg.digest()
