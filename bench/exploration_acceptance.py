@@ -85,13 +85,12 @@ def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int |
     recorded CLIP settings, with `empty_share` of the training renders holding no object (`ClipConfig.empty_share`,
     `clip_training_set`): the world build's CLIP step with that one setting changed. Once into
     WORK/clip-empty<S>[-<steps>]/clip; (that folder's parent, its figures)."""
-    import numpy as np
     import torch
 
     from generators.encoders import Encoder
     from generators.world import evaluate
+    from generators.world.build import load_split
     from generators.world.clip import EMPTY_CAPTION, ClipConfig, clip_training_set, train_clip
-    from generators.world.concepts import Scene
     from generators.world.splits import held_out_compositions
 
     info = json.loads((world / "world.json").read_text())
@@ -106,15 +105,10 @@ def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int |
         return folder, json.loads(stats_file.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     w = world / "_work"
-
-    def split(name: str) -> tuple[np.ndarray, list[Scene]]:
-        return (np.load(w / f"{name}-images.npy"),
-                [Scene.from_dict(d) for d in json.loads((w / f"{name}-scenes.json").read_text())])
-
-    clip_images, caps, negs = clip_training_set(*split("pretrain"), ccfg, seed)
+    clip_images, caps, negs = clip_training_set(*load_split(w, "pretrain"), ccfg, seed)
     torch.set_num_threads(1)
     fit = train_clip(folder / "clip", clip_images, caps, w / "clip-tokenizer", ccfg, seed, negs)
-    test_images, test_scenes = split("test")
+    test_images, test_scenes = load_split(w, "test")
     enc = Encoder(f"local-dir:{folder / 'clip'}")
     emb = torch.cat([enc.encode_images(test_images[i:i + 256]) for i in range(0, len(test_images), 256)])
     zs = evaluate.clip_zero_shot(enc, emb, test_scenes, set(held_out_compositions(seed)))
@@ -251,7 +245,7 @@ def one_run(job: dict) -> dict:
     r = train_condition(p, job["embedding"], job["novelty"], job["seed"])
     r["wall_seconds"] = round(time.time() - t, 1)
     (OUT / "runs").mkdir(parents=True, exist_ok=True)
-    (OUT / "runs" / f"{job['name']}-{r['condition']}-seed{job['seed']}.json").write_text(json.dumps(r))
+    _write_json(OUT / "runs" / f"{job['name']}-{r['condition']}-seed{job['seed']}.json", r, Path(job["work"]), None)
     print(f"{job['name']} {r['condition']} seed {job['seed']} ({r['wall_seconds']} s): {r['objects_per_episode']} "
           f"objects/episode, {r['distinct_objects']} distinct, first target visit at step {r['first_solved_step']}",
           flush=True)
@@ -355,9 +349,10 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     base = {"task": args.task, "world": str(clip), "vlm": vlm, "steps": args.steps, "seeds": seeds}
     params = ExploreParams(**base)
-    jobs = [{"params": base, "embedding": e, "novelty": n, "seed": s, "name": name}
+    common = {"params": base, "name": name, "work": str(work)}
+    jobs = [common | {"embedding": e, "novelty": n, "seed": s}
             for e in embeddings for n in args.novelties.split(",") for s in seeds]
-    jobs += [{"params": base, "embedding": None, "novelty": None, "seed": s, "name": name} for s in seeds]
+    jobs += [common | {"embedding": None, "novelty": None, "seed": s} for s in seeds]
     t = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(one_run, jobs))
@@ -392,8 +387,6 @@ def main() -> None:
            "runs_seconds": round(runs_seconds, 1), "total_seconds": round(time.time() - t0, 1),
            "runs": [{k: v for k, v in r.items() if k not in ("coverage", "grid", "curve")} for r in runs]}
     _write_json(OUT / f"acceptance-{name}.json", res, work)
-    for f in (OUT / "runs").glob(f"{name}-*.json"):  # the runs' records name the CLIP by its path too
-        _write_json(f, json.loads(f.read_text()), work, indent=None)
     print(table(summary))
     print(f"goal ratios: {goal}")
 

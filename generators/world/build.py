@@ -135,6 +135,14 @@ def render_split(split: str, n: int, cfg: WorldConfig) -> tuple[np.ndarray, list
     return images, scs
 
 
+def load_split(work: Path, split: str) -> tuple[np.ndarray, list]:
+    """A rendered split as build_world keeps it in WORLD/_work: (images, scenes)."""
+    from generators.world.concepts import Scene
+
+    return (np.load(work / f"{split}-images.npy"),
+            [Scene.from_dict(d) for d in json.loads((work / f"{split}-scenes.json").read_text())])
+
+
 def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size: int = 64,
                 force: bool = False) -> dict:
     """Build (or reuse) the world in `out`; returns the contents of `world.json`."""
@@ -144,7 +152,6 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     from generators.world import evaluate
     from generators.world.annotate import captions, random_caption
     from generators.world.clip import clip_training_set, train_clip
-    from generators.world.concepts import Scene
     from generators.world.lm import corpus_documents, train_lm
     from generators.world.pixel_train import decoder_quality, train_decoder
     from generators.world.prior_train import train_prior
@@ -180,8 +187,8 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
             np.save(work / f"{split}-images.npy", images)
             (work / f"{split}-scenes.json").write_text(json.dumps([s.to_dict() for s in scs]))
         steps.finish("render")
-    images = {s: np.load(work / f"{s}-images.npy") for s in SPLITS}
-    scenes = {s: [Scene.from_dict(d) for d in json.loads((work / f"{s}-scenes.json").read_text())] for s in SPLITS}
+    loaded = {s: load_split(work, s) for s in SPLITS}
+    images, scenes = {s: v[0] for s, v in loaded.items()}, {s: v[1] for s, v in loaded.items()}
     timings["render"], cpu_timings["render"] = time.time() - t, time.process_time() - c
 
     t, c = time.time(), time.process_time()
