@@ -6,7 +6,9 @@
 - On the embedded world (samples whose json has a `scene`): the world's caption parser turns each
   generated caption back into a scene, and each attribute is scored — colour, shape, size, count,
   relation, position, the colour-shape composition, the whole scene — plus the composition accuracy
-  on test images whose compositions the human-annotated split never showed (`json.held_out`), and the
+  on test images whose compositions the human-annotated split never showed (`json.held_out`), the same
+  split by scene kind (`composition_by_kind`: a two-object relation scene is twice as likely to hold a
+  held-out composition, and far harder to caption, so the held-out figure mixes kinds unevenly), and the
   composition accuracy per concept (`per_concept`: the samples whose `json.concepts` name it).
 """
 
@@ -90,9 +92,15 @@ def world_scores(predictions: list[str], metas: list[dict]) -> dict | None:
             n[1] += int(h["composition"])
     held = [h["composition"] for h, (_, m) in zip(hits, rows) if m.get("held_out")]
     seen = [h["composition"] for h, (_, m) in zip(hits, rows) if not m.get("held_out")]
+    by_kind: dict[str, dict[str, list[bool]]] = {}  # kind -> seen / held_out -> composition hits
+    for h, (_, m) in zip(hits, rows):
+        k = by_kind.setdefault(m["scene"]["kind"], {"seen": [], "held_out": []})
+        k["held_out" if m.get("held_out") else "seen"].append(bool(h["composition"]))
     return {"parse_rate": float(np.mean([s is not None for s in parsed])), "attributes": acc,
             "held_out_composition": {"accuracy": float(np.mean(held)) if held else None, "n": len(held)},
             "seen_composition": {"accuracy": float(np.mean(seen)) if seen else None, "n": len(seen)},
+            "composition_by_kind": {kind: {part: {"accuracy": float(np.mean(v)) if v else None, "n": len(v)}
+                                           for part, v in parts.items()} for kind, parts in sorted(by_kind.items())},
             "per_concept": {c: {"n": n, "correct": k, "accuracy": k / n} for c, (n, k) in sorted(per_concept.items())}}
 
 

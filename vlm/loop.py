@@ -166,7 +166,9 @@ def _scores(ev: dict) -> dict:
         out.update(parse_rate=w["parse_rate"], attributes={k: v["accuracy"] for k, v in w["attributes"].items()},
                    held_out_composition=w["held_out_composition"]["accuracy"],
                    held_out_n=w["held_out_composition"]["n"],
-                   seen_composition=w["seen_composition"]["accuracy"], per_concept=w["per_concept"])
+                   seen_composition=w["seen_composition"]["accuracy"], per_concept=w["per_concept"],
+                   composition_by_kind={k: {part: v["accuracy"] for part, v in parts.items()}
+                                        for k, parts in w["composition_by_kind"].items()})
     return out
 
 

@@ -306,6 +306,12 @@ def test_attribute_hits_on_hand_made_captions():
                       [{"scene": true.to_dict(), "held_out": True}, {"scene": true.to_dict(), "held_out": False}])
     assert ws["parse_rate"] == 0.5 and ws["held_out_composition"]["accuracy"] == 1.0
     assert ws["seen_composition"]["accuracy"] == 0.0
+    assert ws["composition_by_kind"] == {"single": {"seen": {"accuracy": 0.0, "n": 1},
+                                                    "held_out": {"accuracy": 1.0, "n": 1}}}
+    ws = world_scores(["a red star above a blue circle", "a small red circle in the top left corner"],
+                      [{"scene": rel.to_dict(), "held_out": True}, {"scene": true.to_dict(), "held_out": True}])
+    assert ws["composition_by_kind"]["relation"]["held_out"] == {"accuracy": 1.0, "n": 1}
+    assert ws["composition_by_kind"]["relation"]["seen"] == {"accuracy": None, "n": 0}
 
 
 def test_evaluate_end_to_end(tmp_path, lm, tiny_world):
