@@ -70,6 +70,7 @@ def test_loop_rounds_record_weights_jobs_and_scores(loop_run):
     for r in rounds:
         assert r["test"]["samples"] == 192 and 0 <= r["test"]["held_out_composition"] <= 1
         assert r["test"]["cider"] >= 0 and "per_concept" not in r["test"]
+        assert set(r["test"]["composition_by_kind"]) <= {"single", "count", "relation"}
         assert (out / "errors" / f"round-{r['round']}.png").stat().st_size > 0
     assert (out / "errors" / "loop.png").exists()
     assert json.loads((out / "errors" / "loop.json").read_text()) == state
