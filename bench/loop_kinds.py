@@ -10,7 +10,10 @@ showed. A two-object relation scene has two chances, so relation scenes are 36 %
 2. asks whether a job shaped for what those models miss — relation captions, from prompts naming two
    concepts (`concepts.per_prompt: 2`) — helps: at round 1's budget (the same pairs, steps, share and seeds),
    the VLM trained on human + relation pairs only, and on human + half single-concept (the uniform round-1
-   job's) + half relation pairs, against the uniform round 1.
+   job's) + half relation pairs, against the uniform round 1;
+3. probes what the world CLIP's image embedding of a relation scene holds (logistic regression, trained on the
+   pretrain and train splits' relation scenes, scored on the test split's): each object's composition in
+   caption order, the relation word, and the unordered pair of compositions (one-vs-rest, top two).
 
     .venv/bin/python bench/loop_kinds.py --world world --work runs/loop_experiment_600
 
@@ -43,6 +46,40 @@ def by_kind(model: Path, test: str) -> dict:
             "relation_word": w["attributes"]["relation"]["accuracy"],
             "by_kind": {k: {p: v["accuracy"] for p, v in parts.items()} for k, parts in w["composition_by_kind"].items()},
             "n": {k: {p: v["n"] for p, v in parts.items()} for k, parts in w["composition_by_kind"].items()}}
+
+
+def relation_probe(world: Path) -> dict:
+    """Linear probes of the image embeddings of relation scenes (see the module docstring, 3.)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from vlm.data import read_all
+
+    def rows(*splits):
+        s = [x for sp in splits for x in read_all(str(world / "data" / sp)) if x["meta"]["scene"]["kind"] == "relation"]
+        objs = [[f"{o['colour']} {o['shape']}" for o in x["meta"]["scene"]["objects"]] for x in s]
+        return (np.stack([x["emb"] for x in s]).astype(np.float32), objs,
+                [x["meta"]["scene"]["relation"] for x in s], np.array([bool(x["meta"].get("held_out")) for x in s]))
+
+    X, objs, rel, _ = rows("pretrain", "train")
+    Xt, objs_t, rel_t, held = rows("test")
+
+    def fit(y):
+        return LogisticRegression(max_iter=3000, C=10).fit(X, y).predict(Xt)
+    first, second = fit([o[0] for o in objs]), fit([o[1] for o in objs])
+    ordered = np.array([a == o[0] and b == o[1] for a, b, o in zip(first, second, objs_t)])
+    comps = sorted({c for o in objs + objs_t for c in o})
+    y = np.zeros((len(X), len(comps)))
+    for i, o in enumerate(objs):
+        y[i, [comps.index(c) for c in o]] = 1
+    top = np.argsort(-OneVsRestClassifier(LogisticRegression(max_iter=3000, C=10)).fit(X, y).predict_proba(Xt), 1)[:, :2]
+    pair = np.array([{comps[t[0]], comps[t[1]]} == set(o) for t, o in zip(top, objs_t)])
+
+    def split(hits):
+        return {"all": float(hits.mean()), "seen": float(hits[~held].mean()), "held_out": float(hits[held].mean())}
+    return {"train_scenes": len(X), "test_scenes": len(Xt), "held_out_test_scenes": int(held.sum()),
+            "both_objects_in_order": split(ordered), "relation_word": split(fit(rel) == np.array(rel_t)),
+            "unordered_pair": split(pair)}
 
 
 def main() -> None:
@@ -110,6 +147,9 @@ def main() -> None:
             shaped.setdefault(name, []).append({"seed": seed, "pairs": n} | by_kind(out / "model", test))
             print(name, seed, round(shaped[name][-1]["held_out_composition"], 3), flush=True)
 
+    probe = relation_probe(args.world)
+    print("probe", json.dumps(probe), flush=True)
+
     def agg(rows: list[dict]) -> dict:
         keys = ["held_out_composition", "seen_composition", "relation_word"] + [
             f"{k}/{p}" for k in KINDS for p in ("seen", "held_out")]
@@ -128,7 +168,8 @@ def main() -> None:
     results = {"settings": vars(args) | {"world": rel_path(args.world), "work": rel_path(args.work),
                                          "out": rel_path(args.out)},
                "test_scenes": n, "jobs": {"single_concept": single_id, "two_concept": rel_id},
-               "saved_models": saved, "shaped_jobs": shaped, "table": table, "seconds": round(time.time() - t0, 1),
+               "saved_models": saved, "shaped_jobs": shaped, "table": table,
+               "relation_probe": probe, "seconds": round(time.time() - t0, 1),
                "machine": {"cpus": os.cpu_count(), "threads": args.threads, "platform": platform.platform()}}
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     cols = ["held_out_composition", "seen_composition"] + [f"{k}/{p}" for k in KINDS for p in ("seen", "held_out")]
@@ -140,6 +181,10 @@ def main() -> None:
     lines.append("")
     lines.append("Test scenes per kind (seen / held-out): " + ", ".join(
         f"{k} {n[k]['seen']} / {n[k]['held_out']}" for k in KINDS if k in n))
+    lines.append("")
+    lines.append("Linear probes of the CLIP embedding of relation scenes (test, all / seen / held-out): " + "; ".join(
+        f"{k.replace('_', ' ')} {v['all']:.3f} / {v['seen']:.3f} / {v['held_out']:.3f}" for k, v in probe.items()
+        if isinstance(v, dict)))
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     plot(table, args.out / "loop_kinds.png")
     print("\n".join(lines))
