@@ -48,40 +48,6 @@ def by_kind(model: Path, test: str) -> dict:
             "n": {k: {p: v["n"] for p, v in parts.items()} for k, parts in w["composition_by_kind"].items()}}
 
 
-def relation_probe(world: Path) -> dict:
-    """Linear probes of the image embeddings of relation scenes (see the module docstring, 3.)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
-    from vlm.data import read_all
-
-    def rows(*splits):
-        s = [x for sp in splits for x in read_all(str(world / "data" / sp)) if x["meta"]["scene"]["kind"] == "relation"]
-        objs = [[f"{o['colour']} {o['shape']}" for o in x["meta"]["scene"]["objects"]] for x in s]
-        return (np.stack([x["emb"] for x in s]).astype(np.float32), objs,
-                [x["meta"]["scene"]["relation"] for x in s], np.array([bool(x["meta"].get("held_out")) for x in s]))
-
-    X, objs, rel, _ = rows("pretrain", "train")
-    Xt, objs_t, rel_t, held = rows("test")
-
-    def fit(y):
-        return LogisticRegression(max_iter=3000, C=10).fit(X, y).predict(Xt)
-    first, second = fit([o[0] for o in objs]), fit([o[1] for o in objs])
-    ordered = np.array([a == o[0] and b == o[1] for a, b, o in zip(first, second, objs_t)])
-    comps = sorted({c for o in objs + objs_t for c in o})
-    y = np.zeros((len(X), len(comps)))
-    for i, o in enumerate(objs):
-        y[i, [comps.index(c) for c in o]] = 1
-    top = np.argsort(-OneVsRestClassifier(LogisticRegression(max_iter=3000, C=10)).fit(X, y).predict_proba(Xt), 1)[:, :2]
-    pair = np.array([{comps[t[0]], comps[t[1]]} == set(o) for t, o in zip(top, objs_t)])
-
-    def split(hits):
-        return {"all": float(hits.mean()), "seen": float(hits[~held].mean()), "held_out": float(hits[held].mean())}
-    return {"train_scenes": len(X), "test_scenes": len(Xt), "held_out_test_scenes": int(held.sum()),
-            "both_objects_in_order": split(ordered), "relation_word": split(fit(rel) == np.array(rel_t)),
-            "unordered_pair": split(pair)}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", type=Path, default=ROOT / "world")
@@ -146,6 +112,8 @@ def main() -> None:
                                   log_every=max(args.steps // 10, 1), shuffle_buffer=2000))
             shaped.setdefault(name, []).append({"seed": seed, "pairs": n} | by_kind(out / "model", test))
             print(name, seed, round(shaped[name][-1]["held_out_composition"], 3), flush=True)
+
+    from generators.world.evaluate import relation_probe
 
     probe = relation_probe(args.world)
     print("probe", json.dumps(probe), flush=True)

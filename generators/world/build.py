@@ -31,7 +31,7 @@ SPLITS = ("pretrain", "train", "val", "test")
 WORLD_VERSION = 1
 # Settings added after worlds were built, at the value that reproduces the older builds: left out of the
 # settings hash, so a world built before they existed is not rebuilt.
-HASH_NEUTRAL = {"clip": {"empty_share": 0.0}}
+HASH_NEUTRAL = {"clip": {"empty_share": 0.0, "relation_negatives": False}}
 
 
 @dataclass
@@ -47,6 +47,13 @@ class WorldConfig:
     shard_size: int = 1000
     threads: int = 2
     pixel: PixelConfig = field(default_factory=PixelConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WorldConfig:
+        """The settings a world.json records (`config`), as a WorldConfig; options it predates keep their defaults."""
+        sub = {"clip": ClipConfig, "lm": LMConfig, "prior": PriorConfig, "pixel": PixelConfig}
+        return cls(**{k: (sub[k](**{kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items()})
+                          if k in sub else v) for k, v in d.items()})
 
     def digest(self, without: tuple[str, ...] = ()) -> str:
         """Hash of the settings; `without` leaves sections out (the steps that do not depend on them)."""
@@ -144,8 +151,9 @@ def load_split(work: Path, split: str) -> tuple[np.ndarray, list]:
 
 
 def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size: int = 64,
-                force: bool = False) -> dict:
-    """Build (or reuse) the world in `out`; returns the contents of `world.json`."""
+                force: bool = False, config: WorldConfig | None = None) -> dict:
+    """Build (or reuse) the world in `out`; returns the contents of `world.json`. `config` replaces the
+    size's preset (say, another world's recorded settings with one option changed: `WorldConfig.from_dict`)."""
     from generators.encoders import Encoder
     from generators.pixel import EmbeddingDecoder
     from generators.prior import EmbeddingPrior
@@ -161,7 +169,7 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a directory")
-    cfg = preset(size, seed, image_size)
+    cfg = config or preset(size, seed, image_size)
     digest = cfg.digest()
     world_json = out / "world.json"
     if world_json.exists() and not force:

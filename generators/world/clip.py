@@ -50,6 +50,11 @@ class ClipConfig:
     # Without them the CLIP has never seen an image without an object, and places such images anywhere; a
     # consumer whose views are mostly empty (consumers/exploration) measures novelty among them.
     empty_share: float = 0.0
+    # Order negatives for two-object scenes (needs shape_negatives): a relation scene's first two hard negatives
+    # are its caption with the two objects swapped and with the relation on the other axis; the other three are
+    # shape swaps. Without them nothing in training separates "a red star above a blue circle" from "a blue
+    # circle above a red star" but the in-batch captions, and the embedding barely encodes which object is where.
+    relation_negatives: bool = False
 
 
 EMPTY_CAPTION = "an empty scene"
@@ -87,6 +92,24 @@ def shape_swapped(scene) -> list[list[str]]:
     return [[sw[p] for sw in swaps] for p in range(len(swaps[0]))]
 
 
+OTHER_AXIS = {"left of": "above", "right of": "below", "above": "left of", "below": "right of"}
+
+
+def hard_negatives(scene, cfg: ClipConfig) -> list[list[str]]:
+    """Per phrasing of `scene`'s captions, its hard negatives: the shape swaps, or for a relation scene with
+    `cfg.relation_negatives` the order swap, the other-axis relation and the first three shape swaps."""
+    from dataclasses import replace
+
+    from generators.world.annotate import captions
+
+    shapes = shape_swapped(scene)
+    if not (cfg.relation_negatives and scene.kind == "relation"):
+        return shapes
+    order = captions(replace(scene, objects=scene.objects[::-1]))
+    axis = captions(replace(scene, relation=OTHER_AXIS[scene.relation]))
+    return [[order[p], axis[p]] + shapes[p][:len(shapes[p]) - 2] for p in range(len(shapes))]
+
+
 def clip_training_set(images: np.ndarray, scenes: list, cfg: ClipConfig,
                       seed: int = 0) -> tuple[np.ndarray, list[list[str]], list[list[list[str]]] | None]:
     """The CLIP's training set from a split's renders and scenes: (images, per image its phrasings, per image
@@ -101,7 +124,9 @@ def clip_training_set(images: np.ndarray, scenes: list, cfg: ClipConfig,
     if cfg.mirror:
         images, scenes = np.concatenate([images, images[:, :, ::-1]]), scenes + [mirrored(s) for s in scenes]
     caps = [captions(s) for s in scenes]
-    negs = [shape_swapped(s) for s in scenes] if cfg.shape_negatives else None
+    if cfg.relation_negatives and not cfg.shape_negatives:
+        raise ValueError("relation_negatives needs shape_negatives (they share its five hard-negative slots)")
+    negs = [hard_negatives(s, cfg) for s in scenes] if cfg.shape_negatives else None
     n_empty = round(cfg.empty_share * len(images) / (1.0 - cfg.empty_share))
     if n_empty:
         rng = np.random.default_rng([seed, 300])

@@ -228,6 +228,54 @@ def test_settings_added_later_leave_built_worlds_hash_alone_at_their_old_value()
 
     cfg = preset("quick")
     old = asdict(cfg)
-    del old["clip"]["empty_share"]
+    del old["clip"]["empty_share"], old["clip"]["relation_negatives"]
     assert cfg.digest() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert replace(cfg, clip=replace(cfg.clip, empty_share=0.1)).digest() != cfg.digest()
+    assert replace(cfg, clip=replace(cfg.clip, relation_negatives=True)).digest() != cfg.digest()
+
+
+def test_world_config_from_its_record_has_the_same_hash():
+    from dataclasses import asdict
+
+    from generators.world.build import WorldConfig, preset
+
+    cfg = preset("quick")
+    record = json.loads(json.dumps(asdict(cfg)))  # as world.json stores it: tuples become lists
+    assert WorldConfig.from_dict(record) == cfg and WorldConfig.from_dict(record).digest() == cfg.digest()
+    del record["clip"]["empty_share"]  # a world built before the option existed: its default
+    assert WorldConfig.from_dict(record).clip.empty_share == 0.0
+
+
+def test_relation_negatives_swap_the_objects_and_the_axis_of_relation_scenes_only():
+    from generators.world.annotate import captions, parse
+    from generators.world.clip import ClipConfig, hard_negatives, shape_swapped
+    from generators.world.concepts import Obj, Scene
+
+    cfg = ClipConfig(shape_negatives=True, relation_negatives=True)
+    single = Scene("single", (Obj("red", "star", "small"),), position="top left")
+    assert hard_negatives(single, cfg) == shape_swapped(single)
+    pair = Scene("relation", (Obj("green", "square"), Obj("pink", "hexagon")), relation="above")
+    negs = hard_negatives(pair, cfg)
+    assert len(negs) == len(captions(pair)) and all(len(n) == 5 for n in negs)  # the same five slots
+    for p, phrasing in enumerate(negs):
+        order, axis, *shapes = [parse(t) for t in phrasing]
+        assert order.objects == pair.objects[::-1] and order.relation == "above"
+        assert axis.objects == pair.objects and axis.relation == "left of"
+        assert phrasing[2:] == shape_swapped(pair)[p][:3]
+        assert captions(pair)[p] not in phrasing
+    with pytest.raises(ValueError, match="relation_negatives needs shape_negatives"):
+        from generators.world.clip import clip_training_set
+        clip_training_set(np.zeros((1, 8, 8, 3), np.uint8), [pair], ClipConfig(relation_negatives=True), 0)
+
+
+def test_relation_probe_reads_the_labels_of_the_embeddings_it_is_given(tiny_world):
+    from generators.world.evaluate import relation_probe
+
+    out, _ = tiny_world
+    held_out = relation_probe(out)
+    assert held_out["test_scenes"] > 0 and held_out["held_out_test_scenes"] > 0
+    for key in ("both_objects_in_order", "relation_word", "unordered_pair"):
+        assert set(held_out[key]) == {"all", "seen", "held_out"} and 0 <= held_out[key]["all"] <= 1
+    # Fitted on the scenes it scores, a probe whose labels follow their embeddings fits them all.
+    same = relation_probe(out, fit_splits=("test",))
+    assert same["relation_word"]["all"] == 1.0 and same["both_objects_in_order"]["all"] == 1.0
