@@ -268,6 +268,7 @@ def test_relation_negatives_swap_the_objects_and_the_axis_of_relation_scenes_onl
         clip_training_set(np.zeros((1, 8, 8, 3), np.uint8), [pair], ClipConfig(relation_negatives=True), 0)
 
 
+@pytest.mark.filterwarnings("ignore:The number of unique classes:UserWarning")  # the tiny world: few scenes
 def test_relation_probe_reads_the_labels_of_the_embeddings_it_is_given(tiny_world):
     from generators.world.evaluate import relation_probe
 
