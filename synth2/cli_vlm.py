@@ -99,8 +99,10 @@ def vlm_eval(model, data, beams, limit, stored_embeddings, out) -> None:
     except (ValueError, OSError) as e:
         raise click.ClickException(source_error(e)) from None
     click.echo(f"{res['samples']} samples of {data} (images encoded: {res['images_encoded']})")
-    click.echo(eval_table(res, constant_baseline(data, limit)) if any("world" in r for r in res["decoding"].values())
-               else summary_table(res))
+    world = any("world" in r for r in res["decoding"].values())
+    click.echo(eval_table(res, constant_baseline(data, limit)) if world else summary_table(res))
+    if world:
+        click.echo("\n" + kind_table(res))
     for ex in next(iter(res["decoding"].values()))["examples"][:4]:
         click.echo(f"  {ex['prediction']!r:60}  ref: {ex['reference']!r}")
     if out:
@@ -131,6 +133,21 @@ def constant_baseline(data: str, limit: int | None) -> dict:
     out = coco_scores(preds, refs) | {"caption": caption}
     w = world_scores(preds, [s["meta"] for s in samples])
     return out | ({"world": w} if w is not None else {})
+
+
+def kind_table(res: dict) -> str:
+    """Composition accuracy by scene kind, seen and held-out, per decoding: where the held-out figure comes
+    from (a two-object relation scene is right only when both objects are, and holds a held-out composition
+    about twice as often as a one-object scene)."""
+    kinds = sorted({k for r in res["decoding"].values() for k in (r.get("world") or {}).get("composition_by_kind", {})})
+    head = "| composition by kind | " + " | ".join(f"{k} seen | {k} held-out" for k in kinds) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in res["decoding"].items():
+        by = (r.get("world") or {}).get("composition_by_kind", {})
+        cells = [_ci(by.get(k, {}).get(p, {}).get("accuracy"), by.get(k, {}).get(p, {}).get("n", 0))
+                 for k in kinds for p in ("seen", "held_out")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def eval_table(res: dict, baseline: dict | None = None) -> str:

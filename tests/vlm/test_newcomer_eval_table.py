@@ -23,6 +23,18 @@ def test_eval_table_has_intervals_counts_and_a_baseline():
     assert "baseline caption: 'a red circle'" in text
 
 
+def test_kind_table_splits_composition_by_scene_kind():
+    from synth2.cli_vlm import kind_table
+
+    res = _result(0.5, 960)
+    res["decoding"]["greedy"]["world"]["composition_by_kind"] = {
+        "single": {"seen": {"accuracy": 0.9, "n": 100}, "held_out": {"accuracy": 0.5, "n": 4}},
+        "relation": {"seen": {"accuracy": None, "n": 0}, "held_out": {"accuracy": 0.1, "n": 100}}}
+    rows = kind_table(res).splitlines()
+    assert rows[0] == "| composition by kind | relation seen | relation held-out | single seen | single held-out |"
+    assert rows[2] == "| greedy | – | 0.10 ± 0.06 | 0.90 ± 0.06 | 0.50 ± 0.49 |"
+
+
 def test_constant_baseline_scores_the_most_frequent_reference(tiny_world):
     from synth2.cli_vlm import constant_baseline
     from vlm.data import read_all
