@@ -1,10 +1,19 @@
 """Train the VLM on a data mix and score it on the embedded world's balanced test split: the one
-train-then-evaluate call the benches share (bench/synth2_experiment.py, bench/diversity_ablation.py)."""
+train-then-evaluate call the benches share (bench/synth2_experiment.py, bench/diversity_ablation.py); and how
+the VLM benches record a path (`rel_path`)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rel_path(path: Path) -> str:
+    """A path as the results record it: relative to the repository, or its name when it lies elsewhere."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else f"<elsewhere>/{path.name}"
 
 
 def train_and_score(sources: list[str], world: Path, out: Path, *, steps: int, batch_size: int, lr: float, seed: int,

@@ -27,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._vlm import rel_path  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,9 +79,9 @@ def main() -> None:
     last = args.rounds
     ratio = table[f"errors-r{last}"]["held_out_composition"][0] / max(table[f"uniform-r{last}"]["held_out_composition"][0],
                                                                        1e-9)
-    results = {"world": _rel(args.world), "world_size": world["size"], "world_config_hash": world["config_hash"],
+    results = {"world": rel_path(args.world), "world_size": world["size"], "world_config_hash": world["config_hash"],
                "world_clip_zero_shot": world["quality"]["clip_zero_shot"]["all"], "settings": vars(args) | {
-                   "world": _rel(args.world), "out": _rel(args.out), "work": _rel(args.work)},
+                   "world": rel_path(args.world), "out": rel_path(args.out), "work": rel_path(args.work)},
                "runs": runs, "table": table, "goal": {"held_out_ratio_last_round": ratio, "goal_met (>= 1.2)": ratio >= 1.2},
                "seconds": round(time.time() - t0, 1),
                "machine": {"cpus": os.cpu_count(), "threads": args.threads, "platform": platform.platform()}}
@@ -96,12 +98,6 @@ def main() -> None:
     plot(table, args.rounds, args.out / "loop_experiment.png")
     print("\n".join(lines))
     print(json.dumps(results["goal"]))
-
-
-def _rel(path: Path) -> str:
-    """A path as the results record it: relative to the repository, or its name when it lies elsewhere."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else f"<elsewhere>/{path.name}"
 
 
 def plot(table: dict, rounds: int, png: Path) -> None:

@@ -34,6 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._vlm import rel_path  # noqa: E402
+
 KINDS = ("single", "count", "relation")
 
 
@@ -132,7 +134,6 @@ def main() -> None:
     table |= {f"{name} (round-1 budget)": agg(rows) for name, rows in shaped.items()}
     n = saved[args.arms[0]][0][0]["n"] if saved else shaped["relation"][0]["n"]
     args.out.mkdir(parents=True, exist_ok=True)
-    rel_path = (lambda p: str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else p.name)
     results = {"settings": vars(args) | {"world": rel_path(args.world), "work": rel_path(args.work),
                                          "out": rel_path(args.out)},
                "test_scenes": n, "jobs": {"single_concept": single_id, "two_concept": rel_id},

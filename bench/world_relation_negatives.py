@@ -26,10 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _rel(p: Path) -> str:
-    p = p.resolve()
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else f"<elsewhere>/{p.name}"
+from bench._vlm import rel_path  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +47,7 @@ def main() -> None:
     new = build_world(args.out_world, config=replace(cfg, clip=replace(cfg.clip, relation_negatives=True)))
     worlds = {}
     for name, path, w in (("base", args.world, base), ("relation_negatives", args.out_world, new)):
-        worlds[name] = {"world": _rel(path), "config_hash": w["config_hash"],
+        worlds[name] = {"world": rel_path(path), "config_hash": w["config_hash"],
                         "clip_zero_shot": w["quality"]["clip_zero_shot"],
                         "prior_retrieval_guidance_2": w["quality"]["prior_retrieval"]["prior_guidance_2"],
                         "relation_probe": relation_probe(path)}
