@@ -126,7 +126,8 @@ def plot(runs: list[dict], games: list[str], path: Path) -> None:
             ax.plot(x, cs.mean(0), color=COLORS[kind], label=f"{kind} (AUC {cs.mean():.2f})",
                     ls=":" if kind == "random" else "-")
             ax.fill_between(x, cs.min(0), cs.max(0), color=COLORS[kind], alpha=0.12)
-        ax.set(xlabel="thousand frames", ylabel="training episode return", title=f"MinAtar {game} ({len(rs)} seeds)")
+        seeds = {r["seed"] for r in runs if r["game"] == game}  # not the last agent's runs: it may not have run
+        ax.set(xlabel="thousand frames", ylabel="training episode return", title=f"MinAtar {game} ({len(seeds)} seeds)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
