@@ -85,18 +85,19 @@ def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int |
     recorded CLIP settings, with `empty_share` of the training renders holding no object (`ClipConfig.empty_share`,
     `clip_training_set`): the world build's CLIP step with that one setting changed. Once into
     WORK/clip-empty<S>[-<steps>]/clip; (that folder's parent, its figures)."""
+    from dataclasses import replace
+
     import torch
 
     from generators.encoders import Encoder
     from generators.world import evaluate
-    from generators.world.build import load_split
-    from generators.world.clip import EMPTY_CAPTION, ClipConfig, clip_training_set, train_clip
+    from generators.world.build import WorldConfig, load_split
+    from generators.world.clip import EMPTY_CAPTION, clip_training_set, train_clip
     from generators.world.splits import held_out_compositions
 
     info = json.loads((world / "world.json").read_text())
-    recorded = dict(info["config"]["clip"])
-    ccfg = ClipConfig(**(recorded | {"vision_layers": tuple(recorded["vision_layers"]), "empty_share": empty_share}
-                         | ({"steps": steps} if steps else {})))
+    recorded = WorldConfig.from_dict(info["config"]).clip
+    ccfg = replace(recorded, empty_share=empty_share, steps=steps or recorded.steps)
     seed = info["seed"]
     folder = work / (f"clip-empty{empty_share:g}" + (f"-{steps}" if steps else ""))
     stats_file = folder / "stats.json"

@@ -123,11 +123,11 @@ def clip_training_set(images: np.ndarray, scenes: list, cfg: ClipConfig,
 
     if not 0.0 <= cfg.empty_share < 1.0:
         raise ValueError(f"empty_share must be in [0, 1), got {cfg.empty_share}")
+    if cfg.relation_negatives and not cfg.shape_negatives:
+        raise ValueError("relation_negatives needs shape_negatives (they share its five hard-negative slots)")
     if cfg.mirror:
         images, scenes = np.concatenate([images, images[:, :, ::-1]]), scenes + [mirrored(s) for s in scenes]
     caps = [captions(s) for s in scenes]
-    if cfg.relation_negatives and not cfg.shape_negatives:
-        raise ValueError("relation_negatives needs shape_negatives (they share its five hard-negative slots)")
     negs = [hard_negatives(s, cfg) for s in scenes] if cfg.shape_negatives else None
     n_empty = round(cfg.empty_share * len(images) / (1.0 - cfg.empty_share))
     if n_empty:
