@@ -269,3 +269,22 @@ def test_vlm_embedding_is_the_vlm_mapper_over_its_encoder(tiny_world, tmp_path):
         clip_emb = embed.image(views, caps)
         want = torch.nn.functional.normalize(embed.vlm.prefix(clip_emb).mean(1), dim=-1)
     assert torch.allclose(e, want, atol=1e-6)
+
+
+def test_pooled_seeds_pair_and_refuse_a_different_budget():
+    """bench/exploration_pool.py pools seeds of equal budgets, pairs them by seed, and names a differing field."""
+    from bench.exploration_pool import pool, summarise
+
+    def res(seeds, vals, steps=100):
+        runs = [{"condition": c, "seed": s, "objects_per_episode": v * (2.0 if c.startswith("clip") else 1.0),
+                 "rooms_per_episode": 1.0, "distinct_objects": 3}
+                for s, v in zip(seeds, vals) for c in ("clip+episodic", "pixels+episodic")]
+        return {"budget": {"steps_per_run": steps, "seeds": seeds, "workers": 2}, "runs": runs}
+
+    out = summarise(pool([res([0, 1], [1.0, 2.0]), res([2], [3.0])]))
+    r = out["objects_per_episode_ratio"]["clip+episodic / pixels+episodic"]
+    assert r["seeds"] == [0, 1, 2] and r["per_seed"] == [2.0, 2.0, 2.0]
+    assert r["ratio_of_means"] == 2.0 and r["bootstrap_95"] == [2.0, 2.0]
+    assert out["summary"]["pixels+episodic"]["objects_per_episode"]["mean"] == 2.0
+    with pytest.raises(SystemExit, match="steps_per_run"):
+        pool([res([0], [1.0]), res([1], [1.0], steps=200)])
