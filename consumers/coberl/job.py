@@ -37,7 +37,8 @@ class CoBERLParams(ConsumerParams):
     mask_rate: float = Field(0.15, gt=0, lt=1, description="Share of a sequence's steps masked for the contrastive loss.")
     tau: float = Field(0.1, gt=0, le=10, description="InfoNCE temperature.")
     consistency: float = Field(1.0, ge=0, le=100, description="Weight of RELIC's consistency (KL) term.")
-    contrastive_weight: float = Field(1.0, ge=0, le=100, description="Weight of the contrastive loss (coberl only).")
+    contrastive_weight: float = Field(0.1, ge=0, le=100, description="Weight of the contrastive loss (coberl only); "
+                                      "with td_relative, its gradient is at most this share of the TD one's.")
     contrastive_warmup: float = Field(0.0, ge=0, le=1, description="Share of the frames over which the contrastive "
                                                                    "weight ramps linearly from 0.")
     contrastive_scale: Literal["fixed", "td_relative"] = Field(

@@ -43,7 +43,8 @@ class LearnerConfig:
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_fraction: float = 0.25    # share of the frames over which ε decays linearly
-    contrastive_weight: float = 1.0
+    contrastive_weight: float = 0.1  # 1 until round 2's stop 20: at 1 the auxiliary gradient took half of each
+    #                                   shared step and stalled Asterix (README, "The cap's size")
     contrastive_warmup: float = 0.0  # share of the frames over which the weight ramps linearly from 0
     contrastive_scale: str = "td_relative"  # fixed | td_relative: the auxiliary gradient's norm at most weight × TD's on
     #                                   the parameters both reach (encoder, transformer)
