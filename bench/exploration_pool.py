@@ -52,14 +52,10 @@ def ratio_interval(a: np.ndarray, b: np.ndarray, n_boot: int = 10000, seed: int 
 
 
 def summarise(runs: dict[str, dict[int, dict]], baseline: str = "pixels") -> dict:
-    table = {}
-    for cond, by_seed in runs.items():
-        seeds = sorted(by_seed)
-        table[cond] = {"seeds": seeds}
-        for m in METRICS:
-            v = np.array([by_seed[s][m] for s in seeds], float)
-            table[cond][m] = {"mean": round(float(v.mean()), 3), "std": round(float(v.std()), 3),
-                              "values": [round(float(x), 3) for x in v]}
+    """The per-condition table of `consumers.exploration.train.summarise` over every pooled seed, and the ratios."""
+    from consumers.exploration.train import summarise as per_condition
+
+    table = per_condition([by_seed[s] for by_seed in runs.values() for s in sorted(by_seed)])
     ratios = {}
     for cond, by_seed in runs.items():
         emb, _, nov = cond.partition("+")
@@ -94,7 +90,7 @@ def plot(table: dict, path: Path) -> None:
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("distinct objects per episode\n(last quarter; one dot per seed)", fontsize=8)
     n = max(len(table[k]["seeds"]) for k in names)
-    ax.set_title(f"explore task, up to {n} seeds pooled (bar: mean)", fontsize=9)
+    ax.set_title(f"explore task, up to {n} seeds pooled (line: mean)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

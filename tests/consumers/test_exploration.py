@@ -277,7 +277,8 @@ def test_pooled_seeds_pair_and_refuse_a_different_budget():
 
     def res(seeds, vals, steps=100):
         runs = [{"condition": c, "seed": s, "objects_per_episode": v * (2.0 if c.startswith("clip") else 1.0),
-                 "rooms_per_episode": 1.0, "distinct_objects": 3}
+                 "rooms_per_episode": 1.0, "distinct_objects": 3, "distinct_rooms": 1, "success_rate": 0.0,
+                 "first_solved_step": None, "seconds": 1.0}
                 for s, v in zip(seeds, vals) for c in ("clip+episodic", "pixels+episodic")]
         return {"budget": {"steps_per_run": steps, "seeds": seeds, "workers": 2}, "runs": runs}
 
