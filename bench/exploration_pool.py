@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._vlm import rel_path  # noqa: E402
+
 OUT = ROOT / "bench" / "results" / "exploration"
 METRICS = ("objects_per_episode", "rooms_per_episode", "distinct_objects")
 
@@ -103,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     paths = [Path(p) for p in args.inputs]
     res = summarise(pool([json.loads(p.read_text()) for p in paths]))
-    res = {"issue": 19, "inputs": [p.resolve().relative_to(ROOT).as_posix() for p in paths], **res}
+    res = {"issue": 19, "inputs": [rel_path(p) for p in paths], **res}
     (OUT / f"{args.out}.json").write_text(json.dumps(res, indent=1))
     plot(res["summary"], OUT / f"{args.out}.png")
     for cond, t in res["summary"].items():
