@@ -276,9 +276,38 @@ def run_training(cfg: TrainConfig, rank: int = 0, world_size: int = 1,
     return result
 
 
+class _LineProgress:
+    """The progress bar's stand-in when stderr is not a terminal (`make demo > log`, a job's log file): one plain
+    line at most every EVERY seconds and one at the end, instead of a carriage-return redraw every second that a
+    log keeps as hundreds of bars on one line. It has the three methods of tqdm the training loop calls."""
+
+    def __init__(self, total: int, initial: int, every: float = 30.0, file=None) -> None:
+        self.total, self.n, self.every, self.file = total, initial, every, file or sys.stderr
+        self.loss, self.t0 = None, time.monotonic()
+        self.shown = self.t0
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if time.monotonic() - self.shown >= self.every:
+            self._line()
+
+    def set_postfix(self, loss: str) -> None:
+        self.loss = loss
+
+    def close(self) -> None:
+        self._line()
+
+    def _line(self) -> None:
+        self.shown = time.monotonic()
+        loss = f", loss {self.loss}" if self.loss is not None else ""
+        print(f"vlm train: step {self.n}/{self.total}{loss} ({self.shown - self.t0:.0f} s)", file=self.file, flush=True)
+
+
 def _bar(cfg: TrainConfig, start: int, rank: int):
     if not cfg.progress or rank != 0:
         return None
+    if not sys.stderr.isatty():
+        return _LineProgress(cfg.steps, start)
     from tqdm.auto import tqdm
 
     return tqdm(total=cfg.steps, initial=start, desc="vlm train", mininterval=1.0, file=sys.stderr)

@@ -352,3 +352,25 @@ def test_vlm_consumer_run(tmp_path, lm, tiny_world):
     assert 0 <= res["summary"]["eval"]["greedy"]["cider"] and res["summary"]["train"]["steps"] == 3
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert progress["status"] == "SUCCEEDED"
+
+
+def test_progress_without_a_terminal_writes_plain_lines():
+    """Off a terminal the training's progress is whole lines (a log keeps them readable), throttled, plus the end."""
+    import io
+
+    from vlm.train import _LineProgress
+
+    out = io.StringIO()
+    bar = _LineProgress(total=5, initial=1, every=3600, file=out)
+    for _ in range(4):
+        bar.update(1)
+        bar.set_postfix(loss="0.500")
+    assert out.getvalue() == ""  # throttled: nothing before the end
+    bar.close()
+    assert "\r" not in out.getvalue()
+    assert out.getvalue().startswith("vlm train: step 5/5, loss 0.500 (")
+    out = io.StringIO()
+    bar = _LineProgress(total=3, initial=0, every=0, file=out)
+    bar.update(1)
+    bar.update(1)
+    assert [ln.split(" (")[0] for ln in out.getvalue().splitlines()] == ["vlm train: step 1/3", "vlm train: step 2/3"]
