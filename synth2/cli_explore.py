@@ -9,19 +9,12 @@ import json
 import click
 
 from consumers.exploration.job import ExploreEvalParams, ExploreParams
-from synth2.params_cli import params_command
+from synth2.params_cli import params_command, set_torch_threads
 
 
 @click.group()
 def explore() -> None:
     """Exploration driven by novelty in CLIP, VLM, caption, pixel or random-conv embeddings (Tam et al. 2022)."""
-
-
-def _threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 @click.option("--threads", type=click.IntRange(1, 256), help="torch threads.")
@@ -32,7 +25,7 @@ def explore_train(params: ExploreParams, out: str, threads: int | None) -> None:
     """Train every embedding x novelty pair (and the random policy) for --steps environment steps per seed."""
     from consumers.exploration.train import run
 
-    _threads(threads)
+    set_torch_threads(threads)
     res = run(params, out, progress=None)
     click.echo(table(res["summary"]))
     click.echo(f"wrote {out}/results.json, {out}/coverage.png and a folder per condition and seed")

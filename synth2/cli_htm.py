@@ -8,19 +8,12 @@ import json
 import click
 
 from consumers.htm.job import HTMEvalParams, HTMParams
-from synth2.params_cli import params_command
+from synth2.params_cli import params_command, set_torch_threads
 
 
 @click.group()
 def htm() -> None:
     """Hierarchical Transformer Memory: long-horizon recall over episodes of shard embeddings."""
-
-
-def _threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 @click.option("--threads", type=click.IntRange(1, 256), help="torch threads.")
@@ -31,7 +24,7 @@ def htm_train(params: HTMParams, out: str, threads: int | None) -> None:
     """Train the chosen models at --length and evaluate each at --eval-multiples of it."""
     from consumers.htm.train import run
 
-    _threads(threads)
+    set_torch_threads(threads)
     res = run(params, out, progress=None)
     click.echo(_table(res))
     click.echo(f"wrote {out}/results.json, {out}/accuracy.png and a model folder per model")

@@ -121,3 +121,11 @@ def params_command(group: click.Group, name: str, model: type[BaseModel], **comm
         return group.command(name, **command_kwargs)(params_options(model)(fn))
 
     return decorate
+
+
+def set_torch_threads(n: int | None) -> None:
+    """A command's `--threads N`: torch's intra-op threads (unset: torch's default, one per core)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
