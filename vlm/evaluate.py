@@ -10,6 +10,12 @@
   split by scene kind (`composition_by_kind`: a two-object relation scene is twice as likely to hold a
   held-out composition, and far harder to caption, so the held-out figure mixes kinds unevenly), and the
   composition accuracy per concept (`per_concept`: the samples whose `json.concepts` name it).
+- A relation scene can be said two ways ("a red star left of a blue circle" = "a blue circle right of a red
+  star"), and its reference uses one at random, so no image tells which. Its colour, shape and composition
+  are scored as the set of its two objects, and `relation` is the arrangement: the relation and which named
+  object stands where, in either wording (`Scene.canonical`). Results before stop 21 of round 2 (December 2026)
+  compared both in the reference's order and the relation word alone, which counted a correct caption in the
+  other wording as wrong on all three.
 """
 
 from __future__ import annotations
@@ -56,15 +62,25 @@ def attribute_hits(pred, true) -> dict[str, bool | None]:
     t_objs = true.objects
     p_objs = pred.objects if pred is not None else ()
     same_n = len(p_objs) == len(t_objs)
-    hits["colour"] = same_n and all(p.colour == t.colour for p, t in zip(p_objs, t_objs))
-    hits["shape"] = same_n and all(p.shape == t.shape for p, t in zip(p_objs, t_objs))
-    hits["composition"] = bool(hits["colour"] and hits["shape"])
-    hits["scene"] = pred == true
+    if true.kind == "relation":
+        # Which two objects, in either order: "A left of B" and "B right of A" are one image, and the caption's
+        # order is the relation's business (below), so colours, shapes and compositions are compared as sets.
+        def same(f) -> bool:
+            return same_n and sorted(map(f, p_objs)) == sorted(map(f, t_objs))
+        hits["colour"], hits["shape"] = same(lambda o: o.colour), same(lambda o: o.shape)
+        hits["composition"] = same(lambda o: o.composition)
+    else:
+        hits["colour"] = same_n and all(p.colour == t.colour for p, t in zip(p_objs, t_objs))
+        hits["shape"] = same_n and all(p.shape == t.shape for p, t in zip(p_objs, t_objs))
+        hits["composition"] = bool(hits["colour"] and hits["shape"])
+    hits["scene"] = pred is not None and pred.canonical() == true.canonical()
     if true.kind in ("single", "count"):
         hits["size"] = pred is not None and pred.kind in ("single", "count") and p_objs[0].size == t_objs[0].size
         hits["count"] = pred is not None and pred.kind in ("single", "count") and pred.count == true.count
-    if true.kind == "relation":
-        hits["relation"] = pred is not None and pred.kind == "relation" and pred.relation == true.relation
+    if true.kind == "relation":  # the arrangement: which of the two named objects stands where, either wording
+        c_pred, c_true = (pred.canonical() if pred is not None else None), true.canonical()
+        hits["relation"] = (c_pred is not None and c_pred.kind == "relation" and c_pred.relation == c_true.relation
+                            and c_pred.compositions == c_true.compositions)
     if true.kind == "single":
         hits["position"] = pred is not None and pred.kind == "single" and pred.position == true.position
     return hits

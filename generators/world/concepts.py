@@ -21,6 +21,7 @@ POSITIONS = (
 )
 COUNTS = (1, 2, 3)
 RELATIONS = ("left of", "right of", "above", "below")
+_INVERSE = {"right of": "left of", "below": "above"}  # a relation word -> its mirror, the canonical one
 
 RGB = {
     "red": (220, 40, 40),
@@ -83,6 +84,15 @@ class Scene:
     @property
     def compositions(self) -> tuple[str, ...]:
         return tuple(o.composition for o in self.objects)
+
+    def canonical(self) -> Scene:
+        """The scene said one way. "A right of B" is the image of "B left of A", and "A below B" that of
+        "B above A": the world samples all four relation words, so an image never tells which of two such
+        captions its reference uses. The canonical form names the left (or upper) object first, with
+        "left of" (or "above"); every other scene is its own canonical form."""
+        if self.kind == "relation" and self.relation in _INVERSE:
+            return Scene("relation", self.objects[::-1], relation=_INVERSE[self.relation])
+        return self
 
     def to_dict(self) -> dict:
         return asdict(self)

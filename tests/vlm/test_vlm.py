@@ -123,7 +123,7 @@ def test_fsspec_source_reads_memory_url(tmp_path):
         loc = [s["key"] for s in islice(iter(ShardStream(Source(str(local)), seed=1, shuffle_buffer=8)), 45)]
         assert mem == loc and len(set(mem[:30])) > 20  # the same seeded order as the local copy
     finally:
-        fs.rm("/synth2-test", recursive=True)
+        fs.rm("/synth2-vlm-test", recursive=True)
 
 
 def test_source_parsing():
@@ -301,7 +301,17 @@ def test_attribute_hits_on_hand_made_captions():
     assert not any(v for v in h.values() if v is not None)
     rel = Scene("relation", (Obj("red", "star"), Obj("blue", "circle")), relation="above")
     h = attribute_hits(parse("a red star below a blue circle"), rel)
-    assert h["composition"] and not h["relation"] and h["size"] is None
+    assert h["composition"] and not h["relation"] and not h["scene"] and h["size"] is None
+    # the same image in the other wording is right on every attribute; swapped objects alone are not
+    h = attribute_hits(parse("a blue circle below a red star"), rel)
+    assert h["composition"] and h["relation"] and h["scene"] and h["colour"] and h["shape"]
+    h = attribute_hits(parse("a blue circle above a red star"), rel)
+    assert h["composition"] and not h["relation"] and not h["scene"]
+    # colours and shapes right but bound to the wrong objects: not the composition
+    h = attribute_hits(parse("a blue star above a red circle"), rel)
+    assert h["colour"] and h["shape"] and not h["composition"] and not h["relation"]
+    # the right relation word about the wrong objects is not the arrangement
+    assert not attribute_hits(parse("a green square above a pink hexagon"), rel)["relation"]
     ws = world_scores(["a small red circle in the top left corner", "nonsense"],
                       [{"scene": true.to_dict(), "held_out": True}, {"scene": true.to_dict(), "held_out": False}])
     assert ws["parse_rate"] == 0.5 and ws["held_out_composition"]["accuracy"] == 1.0
