@@ -10,6 +10,7 @@ loop_experiment.png}; each arm's loop.json and per-round plots under --work.
     .venv/bin/python bench/loop_experiment.py --world world --seeds 0 --rounds 2 --steps 50   # smoke run
     .venv/bin/python bench/loop_experiment.py --world world --alpha 4 --out bench/results/loop_experiment_alpha4
                                                       # sharper error weights; reuses the uniform arm's rounds
+    .venv/bin/python bench/loop_experiment.py --world world --kinds ...   # the loop also weights relation captions
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--share", type=float, default=0.3)
     ap.add_argument("--alpha", type=float, default=2.0, help="sharpness of the error weights (weight ∝ error^alpha)")
+    ap.add_argument("--kinds", action="store_true",
+                    help="the loop also splits each job between one- and two-concept prompts by its relation misses")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,11 +64,12 @@ def main() -> None:
             alpha = args.alpha if strategy == "errors" else 2.0
             p = LoopParams(world=str(args.world), strategy=strategy, rounds=args.rounds,
                            pairs_per_round=args.pairs_per_round, steps=args.steps, share=args.share, alpha=alpha,
-                           seed=seed, threads=args.threads)
-            arm = f"errors-a{alpha:g}" if strategy == "errors" else strategy
+                           seed=seed, threads=args.threads, kinds=args.kinds and strategy == "errors")
+            arm = (f"errors-a{alpha:g}" + ("-kinds" if args.kinds else "")) if strategy == "errors" else strategy
             state = run_loop(config(p, args.work / f"{arm}-s{seed}", jobs_dir=args.work / "jobs"))
             runs[f"{strategy}-s{seed}"] = {"rounds": [{k: r[k] for k in ("round", "job_id", "pairs", "synthetic_pairs_total",
-                                                                         "weights", "test", "seconds")}
+                                                                         "weights", "test", "seconds", "parts",
+                                                                         "relation_share") if k in r}
                                                       for r in state["rounds"]]}
             print(f"{strategy}-s{seed}: " + ", ".join(f"r{r['round']} held-out {r['test']['held_out_composition']:.3f}"
                                                       for r in state["rounds"]), flush=True)

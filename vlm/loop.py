@@ -3,12 +3,16 @@ synthetic job makes more of it.
 
 Round r (1..R):
   1. concept weights: uniform in round 1 (and in every round of the `uniform` baseline); otherwise from
-     the previous round's errors on the *validation* split, per concept (`errors_to_weights`);
+     the previous round's errors on the *validation* split, per concept (`errors_to_weights`); with
+     `kinds`, also the share of two-concept prompts (relation captions) from the share of the validation
+     misses that are relation scenes (`relation_share`), so the job makes the kind of caption the VLM gets
+     wrong as well as the concepts;
   2. a synthetic job: the base spec with `concepts.weights` set and a per-round sampling seed, run through
      `pipeline.run.run_spec` (local executor); its output directory is named after the spec hash, so a
      job another arm or seed already ran is reused (the uniform rounds are the same job in every seed);
-  3. exactly `pairs_per_round` of its pairs (a seeded random subset), so every arm gets the same
-     synthetic budget; the round's synthetic data is every round's subset so far;
+  3. exactly `pairs_per_round` of its pairs (a seeded random subset; with `kinds`, split between the
+     one-concept and the two-concept job by that share), so every arm gets the same synthetic budget; the
+     round's synthetic data is every round's subset so far;
   4. the VLM trained from scratch at `steps` on human @ (1 - share) + synthetic @ share;
   5. evaluation: per concept and per composition on the validation split (for the weights), the headline
      figures on the test split (CIDEr, BLEU-4, held-out-composition accuracy) — the test split never
@@ -57,6 +61,7 @@ class LoopConfig:
     floor: float = 0.1  # share of every job spread uniformly (no concept starves)
     seed: int = 0
     jobs_dir: str | None = None  # where the synthetic jobs go (default: OUT/jobs); shared between arms and seeds
+    kinds: bool = False  # errors strategy: also weight relation captions (two-concept prompts) by their misses
     eval_limit: int | None = None
     threads: int | None = None
 
@@ -83,6 +88,18 @@ def errors_to_weights(per_concept: dict[str, dict], items: list[str], alpha: flo
     w = w / w.sum()
     w = (1 - floor) * w + floor / len(items)
     return {c: float(x) for c, x in zip(items, w, strict=True)}
+
+
+def relation_share(composition_by_kind: dict[str, dict], floor: float = 0.1) -> float:
+    """The share of the next job's pairs to make from two-concept prompts (relation captions): the share of
+    the validation misses, `{kind: {seen|held_out: {accuracy, n}}}`, that are relation scenes, mixed with an
+    even split at share `floor` as `errors_to_weights` mixes concepts. 0 where no scene has a kind."""
+    misses = {k: sum((1 - (v["accuracy"] or 0.0)) * v["n"] for v in parts.values() if v["n"])
+              for k, parts in composition_by_kind.items()}
+    total = sum(misses.values())
+    if not total:
+        return 0.0
+    return float((1 - floor) * misses.get("relation", 0.0) / total + floor / 2)
 
 
 def _base_spec(spec: str | dict) -> dict:
@@ -128,6 +145,12 @@ def run_job_cached(spec, jobs_dir: Path) -> tuple[str, Path]:
     return job_id, d
 
 
+def _parts(row: dict, out: Path) -> list[tuple[Path, int]]:
+    """A finished round's synthetic subsets as (directory, pairs)."""
+    return [(Path(p["dir"]), p["pairs"]) for p in row["parts"]] if "parts" in row else \
+        [(out / f"round-{row['round']}" / "synthetic", row["pairs"])]
+
+
 def subset(src: Path, n: int, out: Path, seed: int) -> int:
     """A seeded random subset of at most `n` samples of shard directory `src`, as shard directory `out`."""
     from contracts.shards import Manifest, ShardWriter, iter_tar, make_sample, shard_paths
@@ -168,7 +191,8 @@ def _scores(ev: dict) -> dict:
                    held_out_n=w["held_out_composition"]["n"],
                    seen_composition=w["seen_composition"]["accuracy"], per_concept=w["per_concept"],
                    composition_by_kind={k: {part: v["accuracy"] for part, v in parts.items()}
-                                        for k, parts in w["composition_by_kind"].items()})
+                                        for k, parts in w["composition_by_kind"].items()},
+                   composition_by_kind_n=w["composition_by_kind"])
     return out
 
 
@@ -188,6 +212,8 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
     base = _base_spec(cfg.spec)
     items = list(base["concepts"]["items"])
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("out", "jobs_dir", "threads")}
+    if not cfg.kinds:  # a setting added later: loops without it keep their fingerprint (and resume)
+        settings.pop("kinds")
     fp = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = out / "loop.json"
     state = json.loads(path.read_text()) if path.exists() else None
@@ -197,26 +223,37 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
         state = {"fingerprint": fp, "settings": settings, "concepts": items, "rounds": []}
     total = cfg.rounds
     weights: dict[str, float] | None = None
+    rel_share = 0.0
     if state["rounds"]:
         weights = state["rounds"][-1]["next_weights"]
+        rel_share = state["rounds"][-1].get("next_relation_share", 0.0)
     for r in range(len(state["rounds"]) + 1, cfg.rounds + 1):
         t0 = time.time()
         if progress:
             progress(r - 1, total, f"round {r}: synthetic job")
         use = None if (r == 1 or cfg.strategy == "uniform") else weights
-        spec = job_spec(base, use, int(cfg.pairs_per_round * cfg.oversample), r, f"loop-r{r}")
-        job_id, job_dir = run_job_cached(spec, jobs_dir)
+        share = rel_share if (use is not None and cfg.kinds) else 0.0
+        n_rel = round(cfg.pairs_per_round * share)
         from contracts.shards import Manifest
 
-        produced = Manifest.load(job_dir).samples
-        sub = out / f"round-{r}" / "synthetic"
-        kept = subset(job_dir, cfg.pairs_per_round, sub, seed=cfg.seed * 1000 + r)
-        if kept < cfg.pairs_per_round:
-            log.warning("round %d: the job made %d pairs, fewer than pairs_per_round=%d", r, kept, cfg.pairs_per_round)
+        parts, jobs = [], []  # (directory, pairs) of this round's subsets; (job id, pairs the job made)
+        for name, n, per_prompt, sub in (("", cfg.pairs_per_round - n_rel, 1, "synthetic"),
+                                         ("-pairs", n_rel, 2, "synthetic-relation")):
+            if n == 0:
+                continue
+            b = base if per_prompt == 1 else {**base, "concepts": {**base["concepts"], "per_prompt": per_prompt}}
+            job_id, job_dir = run_job_cached(job_spec(b, use, int(n * cfg.oversample), r, f"loop-r{r}{name}"),
+                                             jobs_dir)
+            d = out / f"round-{r}" / sub
+            kept = subset(job_dir, n, d, seed=cfg.seed * 1000 + r)
+            if kept < n:
+                log.warning("round %d: job %s made %d pairs, fewer than the %d asked", r, job_id[:16], kept, n)
+            parts.append((d, kept))
+            jobs.append((job_id, Manifest.load(job_dir).samples))
+        kept = sum(k for _, k in parts)
         t_job = time.time() - t0
-        # Training data: the human split, and every round's synthetic subset so far (by pair count).
-        subs = [(out / f"round-{i}" / "synthetic", (state["rounds"][i - 1]["pairs"] if i < r else kept))
-                for i in range(1, r + 1)]
+        # Training data: the human split, and every round's synthetic subsets so far (by pair count).
+        subs = [p for row in state["rounds"] for p in _parts(row, out)] + parts
         n_syn = sum(k for _, k in subs)
         sources = [f"{cfg.human}@{1 - cfg.share:.6g}"] + [f"{d}@{cfg.share * k / n_syn:.6g}" for d, k in subs]
         if progress:
@@ -235,11 +272,20 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
         val = _scores(evaluate(model, cfg.val, beams=(1,), batch_size=256, use_images=False, limit=cfg.eval_limit))
         test = _scores(evaluate(model, cfg.test, beams=(1,), batch_size=256, use_images=False, limit=cfg.eval_limit))
         test.pop("per_concept", None)
+        test.pop("composition_by_kind_n", None)
         weights = errors_to_weights(val.get("per_concept", {}), items, cfg.alpha, cfg.floor)
-        row = {"round": r, "strategy": cfg.strategy, "weights": use, "job_id": job_id, "job_dir": str(job_dir),
-               "job_pairs": produced, "pairs": kept, "synthetic_pairs_total": n_syn,
-               "synthetic_concepts": _concept_shares(sub, items), "sources": sources,
+        rel_share = relation_share(val.get("composition_by_kind_n", {}), cfg.floor) if cfg.kinds else 0.0
+        concepts = dict.fromkeys(items, 0)
+        for d, _ in parts:
+            for c, k in _concept_shares(d, items).items():
+                concepts[c] += k
+        row = {"round": r, "strategy": cfg.strategy, "weights": use, "job_id": jobs[0][0],
+               "job_pairs": jobs[0][1], "pairs": kept, "synthetic_pairs_total": n_syn,
+               "parts": [{"dir": str(d), "pairs": k, "job_id": j, "job_pairs": jp}
+                         for (d, k), (j, jp) in zip(parts, jobs, strict=True)],
+               "synthetic_concepts": concepts, "sources": sources,
                "train_loss": tr["final_loss"], "val": val, "test": test, "next_weights": weights,
+               **({"relation_share": share, "next_relation_share": rel_share} if cfg.kinds else {}),
                "seconds": {"job": round(t_job, 1), "train": round(t_train, 1), "eval": round(time.time() - t, 1)}}
         state["rounds"].append(row)
         path.write_text(json.dumps(state, indent=1))

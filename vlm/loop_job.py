@@ -42,6 +42,9 @@ class LoopParams(ConsumerParams):
     share: float = Field(0.3, gt=0, lt=1, description="Synthetic share of the training mix.")
     alpha: float = Field(2.0, ge=0, le=10, description="Weight ∝ (smoothed validation error)^alpha.")
     floor: float = Field(0.1, ge=0, le=1, description="Share of each job spread uniformly over the bank.")
+    kinds: bool = Field(False, description=(
+        "errors strategy: also split each job between one-concept and two-concept prompts (relation "
+        "captions) by the share of the validation misses that are relation scenes."))
     seed: int = Field(0, ge=0, le=2**31 - 1)
     eval_limit: int | None = Field(None, ge=1, le=10_000_000)
     threads: int | None = Field(None, ge=1, le=256)
@@ -76,7 +79,7 @@ def config(params: LoopParams, out: str | Path, jobs_dir: str | Path | None = No
                       spec=spec, out=str(out), strategy=params.strategy, rounds=params.rounds,
                       pairs_per_round=params.pairs_per_round, oversample=params.oversample, steps=params.steps,
                       batch_size=params.batch_size, lr=params.lr, share=params.share, alpha=params.alpha,
-                      floor=params.floor, seed=params.seed, jobs_dir=str(jobs_dir) if jobs_dir else None,
+                      floor=params.floor, kinds=params.kinds, seed=params.seed, jobs_dir=str(jobs_dir) if jobs_dir else None,
                       eval_limit=params.eval_limit, threads=params.threads)
 
 

@@ -89,3 +89,36 @@ def test_loop_resumes_and_the_uniform_arm_reuses_round_one(loop_run, tiny_world)
     uni = json.loads((out / "uniform" / "loop.json").read_text())
     assert uni["rounds"][0]["job_id"] == state["rounds"][0]["job_id"]  # the same uniform job, not run twice
     assert "| 1 | 60 |" in res.output
+
+
+def test_relation_share_follows_the_relation_scenes_misses():
+    from vlm.loop import relation_share
+
+    by_kind = {"single": {"seen": {"accuracy": 0.9, "n": 100}, "held_out": {"accuracy": 0.5, "n": 20}},
+               "relation": {"seen": {"accuracy": 0.5, "n": 40}, "held_out": {"accuracy": None, "n": 0}}}
+    # misses: single 10 + 10, relation 20: half of them, mixed with an even split at the floor's share
+    assert relation_share(by_kind, floor=0.0) == pytest.approx(0.5)
+    assert relation_share(by_kind, floor=0.2) == pytest.approx(0.8 * 0.5 + 0.1)
+    assert relation_share({"single": by_kind["single"]}, floor=0.1) == pytest.approx(0.05)
+    assert relation_share({}, floor=0.1) == 0.0
+
+
+def test_a_kinds_loop_splits_its_job_between_one_and_two_concept_prompts(loop_run, tiny_world):
+    from contracts.shards import iter_tar, shard_paths
+    from vlm.loop import relation_share
+
+    out, cfg, plain = loop_run
+    assert "kinds" not in plain["settings"]  # loops from before the setting keep their fingerprint
+    params = LoopParams(world=str(tiny_world[0]), rounds=2, pairs_per_round=60, steps=6, batch_size=16,
+                        threads=1, seed=0, kinds=True)
+    state = run_loop(config(params, out / "kinds", jobs_dir=out / "jobs"))
+    r1, r2 = state["rounds"]
+    assert r1["relation_share"] == 0.0 and r1["job_id"] == plain["rounds"][0]["job_id"]  # round 1: as before
+    share = relation_share(r1["val"]["composition_by_kind_n"], cfg.floor)
+    assert r1["next_relation_share"] == share == r2["relation_share"] and 0 < share < 1
+    n_rel = round(60 * share)
+    assert [p["pairs"] for p in r2["parts"]] == [60 - n_rel, n_rel] and r2["pairs"] == 60
+    assert r2["synthetic_pairs_total"] == 120 and len(r2["sources"]) == 4  # human, round 1, round 2's two parts
+    rel = [s for p in shard_paths(r2["parts"][1]["dir"]) for s in iter_tar(p)]
+    assert len(rel) == n_rel and all(len(s["json"]["prompt_concepts"]) == 2 for s in rel)
+    assert r2["weights"] == r1["next_weights"] and r2["parts"][1]["job_id"] != r2["parts"][0]["job_id"]
