@@ -146,8 +146,8 @@ def run_job_cached(spec, jobs_dir: Path) -> tuple[str, Path]:
 
 
 def _parts(row: dict, out: Path) -> list[tuple[Path, int]]:
-    """A finished round's synthetic subsets as (directory, pairs)."""
-    return [(Path(p["dir"]), p["pairs"]) for p in row["parts"]] if "parts" in row else \
+    """A finished round's synthetic subsets as (directory, pairs); `parts` name them relative to OUT."""
+    return [(out / p["dir"], p["pairs"]) for p in row["parts"]] if "parts" in row else \
         [(out / f"round-{row['round']}" / "synthetic", row["pairs"])]
 
 
@@ -281,7 +281,7 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
                 concepts[c] += k
         row = {"round": r, "strategy": cfg.strategy, "weights": use, "job_id": jobs[0][0],
                "job_pairs": jobs[0][1], "pairs": kept, "synthetic_pairs_total": n_syn,
-               "parts": [{"dir": str(d), "pairs": k, "job_id": j, "job_pairs": jp}
+               "parts": [{"dir": str(d.relative_to(out)), "pairs": k, "job_id": j, "job_pairs": jp}
                          for (d, k), (j, jp) in zip(parts, jobs, strict=True)],
                "synthetic_concepts": concepts, "sources": sources,
                "train_loss": tr["final_loss"], "val": val, "test": test, "next_weights": weights,

@@ -119,6 +119,7 @@ def test_a_kinds_loop_splits_its_job_between_one_and_two_concept_prompts(loop_ru
     n_rel = round(60 * share)
     assert [p["pairs"] for p in r2["parts"]] == [60 - n_rel, n_rel] and r2["pairs"] == 60
     assert r2["synthetic_pairs_total"] == 120 and len(r2["sources"]) == 4  # human, round 1, round 2's two parts
-    rel = [s for p in shard_paths(r2["parts"][1]["dir"]) for s in iter_tar(p)]
+    assert r2["parts"][1]["dir"] == "round-2/synthetic-relation"  # relative to the loop's folder: it can move
+    rel = [s for p in shard_paths(out / "kinds" / r2["parts"][1]["dir"]) for s in iter_tar(p)]
     assert len(rel) == n_rel and all(len(s["json"]["prompt_concepts"]) == 2 for s in rel)
     assert r2["weights"] == r1["next_weights"] and r2["parts"][1]["job_id"] != r2["parts"][0]["job_id"]
