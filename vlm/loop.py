@@ -236,7 +236,7 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
         n_rel = round(cfg.pairs_per_round * share)
         from contracts.shards import Manifest
 
-        parts, jobs = [], []  # (directory, pairs) of this round's subsets; (job id, pairs the job made)
+        parts, jobs = [], []  # (directory, pairs) of this round's subsets; (job id, pairs it made, its folder)
         for name, n, per_prompt, sub in (("", cfg.pairs_per_round - n_rel, 1, "synthetic"),
                                          ("-pairs", n_rel, 2, "synthetic-relation")):
             if n == 0:
@@ -249,7 +249,7 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
             if kept < n:
                 log.warning("round %d: job %s made %d pairs, fewer than the %d asked", r, job_id[:16], kept, n)
             parts.append((d, kept))
-            jobs.append((job_id, Manifest.load(job_dir).samples))
+            jobs.append((job_id, Manifest.load(job_dir).samples, job_dir))
         kept = sum(k for _, k in parts)
         t_job = time.time() - t0
         # Training data: the human split, and every round's synthetic subsets so far (by pair count).
@@ -280,9 +280,9 @@ def run_loop(cfg: LoopConfig, progress=None) -> dict:
             for c, k in _concept_shares(d, items).items():
                 concepts[c] += k
         row = {"round": r, "strategy": cfg.strategy, "weights": use, "job_id": jobs[0][0],
-               "job_pairs": jobs[0][1], "pairs": kept, "synthetic_pairs_total": n_syn,
+               "job_dir": str(jobs[0][2]), "job_pairs": jobs[0][1], "pairs": kept, "synthetic_pairs_total": n_syn,
                "parts": [{"dir": str(d.relative_to(out)), "pairs": k, "job_id": j, "job_pairs": jp}
-                         for (d, k), (j, jp) in zip(parts, jobs, strict=True)],
+                         for (d, k), (j, jp, _) in zip(parts, jobs, strict=True)],
                "synthetic_concepts": concepts, "sources": sources,
                "train_loss": tr["final_loss"], "val": val, "test": test, "next_weights": weights,
                **({"relation_share": share, "next_relation_share": rel_share} if cfg.kinds else {}),
