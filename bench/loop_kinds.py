@@ -45,7 +45,7 @@ def by_kind(model: Path, test: str) -> dict:
     w = evaluate(model, test, beams=(1,), batch_size=256, use_images=False)["decoding"]["greedy"]["world"]
     return {"held_out_composition": w["held_out_composition"]["accuracy"],
             "seen_composition": w["seen_composition"]["accuracy"],
-            "relation_word": w["attributes"]["relation"]["accuracy"],
+            "relation": w["attributes"]["relation"]["accuracy"],  # the arrangement since stop 21 (the word before)
             "by_kind": {k: {p: v["accuracy"] for p, v in parts.items()} for k, parts in w["composition_by_kind"].items()},
             "n": {k: {p: v["n"] for p, v in parts.items()} for k, parts in w["composition_by_kind"].items()}}
 
@@ -121,7 +121,7 @@ def main() -> None:
     print("probe", json.dumps(probe), flush=True)
 
     def agg(rows: list[dict]) -> dict:
-        keys = ["held_out_composition", "seen_composition", "relation_word"] + [
+        keys = ["held_out_composition", "seen_composition", "relation"] + [
             f"{k}/{p}" for k in KINDS for p in ("seen", "held_out")]
 
         def get(x, k):

@@ -73,12 +73,12 @@ def attribute_hits(pred, true) -> dict[str, bool | None]:
         hits["colour"] = same_n and all(p.colour == t.colour for p, t in zip(p_objs, t_objs))
         hits["shape"] = same_n and all(p.shape == t.shape for p, t in zip(p_objs, t_objs))
         hits["composition"] = bool(hits["colour"] and hits["shape"])
-    hits["scene"] = pred is not None and pred.canonical() == true.canonical()
+    c_pred, c_true = (pred.canonical() if pred is not None else None), true.canonical()  # one wording (a relation)
+    hits["scene"] = c_pred is not None and c_pred == c_true
     if true.kind in ("single", "count"):
         hits["size"] = pred is not None and pred.kind in ("single", "count") and p_objs[0].size == t_objs[0].size
         hits["count"] = pred is not None and pred.kind in ("single", "count") and pred.count == true.count
     if true.kind == "relation":  # the arrangement: which of the two named objects stands where, either wording
-        c_pred, c_true = (pred.canonical() if pred is not None else None), true.canonical()
         hits["relation"] = (c_pred is not None and c_pred.kind == "relation" and c_pred.relation == c_true.relation
                             and c_pred.compositions == c_true.compositions)
     if true.kind == "single":
