@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._vlm import rel_path  # noqa: E402
 from bench.loop_kinds import KINDS, by_kind  # noqa: E402
+from bench.synth2_experiment import mean_std  # noqa: E402
 
 
 def main() -> None:
@@ -61,9 +62,8 @@ def main() -> None:
             print(arm, seed, [round(scores[arm][r][-1]["held_out_composition"], 3)
                               for r in range(1, args.rounds + 1)], flush=True)
 
-    def mean_sd(rows: list[dict], get) -> list[float]:
-        v = [get(x) for x in rows]
-        return [float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0]
+    def mean_sd(rows: list[dict], get) -> tuple[float, float]:
+        return mean_std([get(x) for x in rows])
 
     table: dict[str, dict] = {}
     for arm, rounds in scores.items():

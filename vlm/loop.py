@@ -94,7 +94,7 @@ def relation_share(composition_by_kind: dict[str, dict], floor: float = 0.1) -> 
     """The share of the next job's pairs to make from two-concept prompts (relation captions): the share of
     the validation misses, `{kind: {seen|held_out: {accuracy, n}}}`, that are relation scenes, mixed with an
     even split at share `floor` as `errors_to_weights` mixes concepts. 0 where no scene has a kind."""
-    misses = {k: sum((1 - (v["accuracy"] or 0.0)) * v["n"] for v in parts.values() if v["n"])
+    misses = {k: sum((1 - v["accuracy"]) * v["n"] for v in parts.values() if v["n"])  # accuracy is None at n=0
               for k, parts in composition_by_kind.items()}
     total = sum(misses.values())
     if not total:
