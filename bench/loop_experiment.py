@@ -11,6 +11,7 @@ loop_experiment.png}; each arm's loop.json and per-round plots under --work.
     .venv/bin/python bench/loop_experiment.py --world world --alpha 4 --out bench/results/loop_experiment_alpha4
                                                       # sharper error weights; reuses the uniform arm's rounds
     .venv/bin/python bench/loop_experiment.py --world world --kinds ...   # the loop also weights relation captions
+    .venv/bin/python bench/loop_experiment.py --out bench/results/loop_experiment_p24_seeds345 --tables-only   # tables again
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._vlm import rel_path  # noqa: E402
+from bench.loop_kinds import KINDS  # noqa: E402
+from bench.synth2_experiment import mean_std  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +48,11 @@ def main() -> None:
     ap.add_argument("--kinds", action="store_true",
                     help="the loop also splits each job between one- and two-concept prompts by its relation misses")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tables-only", action="store_true", help="rewrite --out's table.md and plot from its results.json")
     args = ap.parse_args()
+    if args.tables_only:
+        print(write_tables(json.loads((args.out / "results.json").read_text()), args.out))
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -90,18 +97,39 @@ def main() -> None:
                "seconds": round(time.time() - t0, 1),
                "machine": {"cpus": os.cpu_count(), "threads": args.threads, "platform": platform.platform()}}
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print(write_tables(results, args.out))
+    print(json.dumps(results["goal"]))
+
+
+def write_tables(results: dict, out: Path) -> str:
+    """OUT/table.md (held-out compositions and CIDEr per round; then held-out compositions per kind of test
+    scene, the loop's trade-off between kinds) and OUT/loop_experiment.png, from a results.json; returns the
+    table."""
+    table, rounds, seeds = results["table"], results["settings"]["rounds"], results["settings"]["seeds"]
     lines = ["| round | loop held-out comp. | uniform held-out comp. | ratio | loop CIDEr | uniform CIDEr |",
              "|---|---|---|---|---|---|"]
-    for r in range(1, args.rounds + 1):
+    for r in range(1, rounds + 1):
         e, u = table[f"errors-r{r}"], table[f"uniform-r{r}"]
         lines.append(f"| {r} | {e['held_out_composition'][0]:.3f} ± {e['held_out_composition'][1]:.3f} | "
                      f"{u['held_out_composition'][0]:.3f} ± {u['held_out_composition'][1]:.3f} | "
                      f"{e['held_out_composition'][0] / max(u['held_out_composition'][0], 1e-9):.2f} | "
                      f"{e['cider'][0]:.3f} ± {e['cider'][1]:.3f} | {u['cider'][0]:.3f} ± {u['cider'][1]:.3f} |")
-    (args.out / "table.md").write_text("\n".join(lines) + "\n")
-    plot(table, args.rounds, args.out / "loop_experiment.png")
-    print("\n".join(lines))
-    print(json.dumps(results["goal"]))
+    lines += ["", "Held-out compositions by kind of test scene (mean ± sd over seeds):", "",
+              "| round | " + " | ".join(f"{arm} {k}" for k in KINDS for arm in ("loop", "uniform")) + " |",
+              "|---" * (1 + 2 * len(KINDS)) + "|"]
+    for r in range(1, rounds + 1):
+        cells = []
+        for k in KINDS:
+            for strategy in ("errors", "uniform"):
+                vals = [results["runs"][f"{strategy}-s{s}"]["rounds"][r - 1]["test"]["composition_by_kind"]
+                        .get(k, {}).get("held_out") for s in seeds]
+                m, sd = mean_std([v for v in vals if v is not None]) if any(v is not None for v in vals) else (None, 0)
+                cells.append("-" if m is None else f"{m:.3f} ± {sd:.3f}")
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(text)
+    plot(table, rounds, out / "loop_experiment.png")
+    return text
 
 
 def plot(table: dict, rounds: int, png: Path) -> None:
