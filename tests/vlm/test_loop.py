@@ -123,3 +123,25 @@ def test_a_kinds_loop_splits_its_job_between_one_and_two_concept_prompts(loop_ru
     rel = [s for p in shard_paths(out / "kinds" / r2["parts"][1]["dir"]) for s in iter_tar(p)]
     assert len(rel) == n_rel and all(len(s["json"]["prompt_concepts"]) == 2 for s in rel)
     assert r2["weights"] == r1["next_weights"] and r2["parts"][1]["job_id"] != r2["parts"][0]["job_id"]
+
+
+def test_loop_bench_tables_give_held_out_by_kind(tmp_path):
+    """bench/loop_experiment.py's table.md: the ratio per round, then each kind's held-out accuracy, loop and
+    uniform, as mean ± sd over seeds (a kind no seed scored shows '-')."""
+    from bench.loop_experiment import write_tables
+
+    def test(h, single, rel):
+        return {"held_out_composition": h, "cider": 1.0, "composition_by_kind": {
+            "single": {"seen": 0.9, "held_out": single}, "relation": {"seen": 0.3, "held_out": rel}}}
+
+    runs = {"errors-s0": {"rounds": [{"test": test(0.5, 0.8, 0.1)}, {"test": test(0.6, 0.7, 0.3)}]},
+            "errors-s1": {"rounds": [{"test": test(0.5, 0.8, 0.1)}, {"test": test(0.6, 0.9, 0.5)}]},
+            "uniform-s0": {"rounds": [{"test": test(0.5, 0.8, 0.1)}, {"test": test(0.5, 0.8, 0.2)}]},
+            "uniform-s1": {"rounds": [{"test": test(0.5, 0.8, 0.1)}, {"test": test(0.5, 0.8, 0.2)}]}}
+    table = {f"{a}-r{r}": {"held_out_composition": [h, 0.0], "cider": [1.0, 0.0]}
+             for a, hs in (("errors", (0.5, 0.6)), ("uniform", (0.5, 0.5))) for r, h in enumerate(hs, 1)}
+    text = write_tables({"table": table, "runs": runs, "settings": {"rounds": 2, "seeds": [0, 1]}}, tmp_path)
+    assert (tmp_path / "table.md").read_text() == text and (tmp_path / "loop_experiment.png").exists()
+    lines = text.splitlines()
+    assert lines[3].startswith("| 2 | 0.600 ± 0.000 | 0.500 ± 0.000 | 1.20 |")
+    assert lines[-1] == "| 2 | 0.800 ± 0.141 | 0.800 ± 0.000 | - | - | 0.400 ± 0.141 | 0.200 ± 0.000 |"
