@@ -80,13 +80,19 @@ def train_world_clip(work: Path, steps: int, batch_size: int, seed: int = 0) -> 
     return clip_dir, stats
 
 
-def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int | None = None) -> tuple[Path, dict]:
+def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int | None = None,
+                       view_share: float = 0.0) -> tuple[Path, dict]:
     """WORLD's CLIP trained again by the world's own trainer on the world's own pretrain renders, tokenizer and
     recorded CLIP settings, with `empty_share` of the training renders holding no object (`ClipConfig.empty_share`,
-    `clip_training_set`): the world build's CLIP step with that one setting changed. Once into
-    WORK/clip-empty<S>[-<steps>]/clip; (that folder's parent, its figures)."""
+    `clip_training_set`): the world build's CLIP step with that one setting changed. With `view_share`, that share
+    of the pretrain renders (a seeded choice) is replaced by the same scene drawn as an exploration view
+    (`draw_view`: the wall band at a random distance, the view's background), captions unchanged: a CLIP that has
+    seen the environment's kind of image, at the same data size and steps. Once into
+    WORK/clip-empty<S>[-view<V>][-<steps>]/clip; (that folder's parent, its figures, with its zero-shot colour and
+    shape on the exploration views of layouts 0-2, `views_zero_shot`)."""
     from dataclasses import replace
 
+    import numpy as np
     import torch
 
     from generators.encoders import Encoder
@@ -99,14 +105,25 @@ def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int |
     recorded = WorldConfig.from_dict(info["config"]).clip
     ccfg = replace(recorded, empty_share=empty_share, steps=steps or recorded.steps)
     seed = info["seed"]
-    folder = work / (f"clip-empty{empty_share:g}" + (f"-{steps}" if steps else ""))
+    folder = work / (f"clip-empty{empty_share:g}" + (f"-view{view_share:g}" if view_share else "")
+                     + (f"-{steps}" if steps else ""))
     stats_file = folder / "stats.json"
     settings = {"world_config_hash": info["config_hash"], "clip": ccfg.__dict__ | {"vision_layers": list(ccfg.vision_layers)}}
+    if view_share:
+        settings["view_share"] = view_share
     if stats_file.exists() and json.loads(stats_file.read_text())["settings"] == settings:
         return folder, json.loads(stats_file.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     w = world / "_work"
-    clip_images, caps, negs = clip_training_set(*load_split(w, "pretrain"), ccfg, seed)
+    images, scenes = load_split(w, "pretrain")
+    if view_share:
+        from consumers.exploration.env import VIEW_DEPTH, draw_view
+
+        rng = np.random.default_rng([seed, 400])
+        images = images.copy()
+        for i in rng.choice(len(images), round(view_share * len(images)), replace=False):
+            images[i] = draw_view(scenes[i], int(rng.integers(1, VIEW_DEPTH + 2)), rng, images.shape[1])
+    clip_images, caps, negs = clip_training_set(images, scenes, ccfg, seed)
     torch.set_num_threads(1)
     fit = train_clip(folder / "clip", clip_images, caps, w / "clip-tokenizer", ccfg, seed, negs)
     test_images, test_scenes = load_split(w, "test")
@@ -114,9 +131,54 @@ def retrain_world_clip(world: Path, work: Path, empty_share: float, steps: int |
     emb = torch.cat([enc.encode_images(test_images[i:i + 256]) for i in range(0, len(test_images), 256)])
     zs = evaluate.clip_zero_shot(enc, emb, test_scenes, set(held_out_compositions(seed)))
     stats = {"settings": settings, "world": str(world), "train": fit, "training_images": len(clip_images),
-             "empty_images": sum(c == [EMPTY_CAPTION] for c in caps), "zero_shot_test": zs}
+             "empty_images": sum(c == [EMPTY_CAPTION] for c in caps),
+             "view_images": round(view_share * len(images)), "zero_shot_test": zs,
+             "zero_shot_views": views_zero_shot(folder / "clip")}
     stats_file.write_text(json.dumps(stats, indent=1))
     return folder, stats
+
+
+def object_views(layout_seed: int, renders: int, n_objects: int | None = None):
+    """(views, scenes) of one exploration layout: each object (the first N_OBJECTS) seen from the cell before it
+    (`approach`), RENDERS renders each, then the empty views at every wall distance (scene None)."""
+    import numpy as np
+
+    from consumers.exploration.env import VIEW_DEPTH, RoomsEnv, approach, draw_view, view_scene, wall_distance
+
+    env = RoomsEnv(layout_seed=layout_seed)
+    env.reset(seed=layout_seed)
+    lay, rng = env.layout, np.random.default_rng(layout_seed)
+    out, scenes = [], []
+    for cell in sorted(lay.objects)[:n_objects]:
+        pos, d = approach(lay, cell)
+        scene = view_scene(lay, pos, d)
+        for _ in range(renders):
+            out.append(draw_view(scene, wall_distance(lay, pos, d), rng, 64))
+            scenes.append(scene)
+    for wall in range(1, VIEW_DEPTH + 2):
+        for _ in range(renders):
+            out.append(draw_view(None, wall, rng, 64))
+            scenes.append(None)
+    return np.stack(out), scenes
+
+
+def views_zero_shot(clip: Path, layouts: tuple[int, ...] = (0, 1, 2), renders: int = 3) -> dict:
+    """A CLIP's zero-shot colour and shape (`clip_zero_shot`) on the one-object exploration views of LAYOUTS
+    (chance 1/8 and 1/6): does it recognise what the agent sees?"""
+    import torch
+
+    from consumers.exploration.embeddings import ClipImageEmbedding
+    from generators.encoders import Encoder
+    from generators.world.evaluate import clip_zero_shot
+
+    image = ClipImageEmbedding(str(clip))
+    emb, scenes = [], []
+    for seed in layouts:
+        v, sc = object_views(seed, renders)
+        keep = [i for i, s in enumerate(sc) if s is not None]
+        emb.append(image(v[keep], [""] * len(keep)))
+        scenes += [sc[i] for i in keep]
+    return clip_zero_shot(Encoder(f"local-dir:{clip}"), torch.cat(emb), scenes, set())["all"]
 
 
 def separability(clip: Path, kinds: list[str], vlm: str | None = None, seed: int = 0, n_objects: int = 12,
@@ -128,26 +190,13 @@ def separability(clip: Path, kinds: list[str], vlm: str | None = None, seed: int
     import torch
 
     from consumers.exploration.embeddings import make_embedding
-    from consumers.exploration.env import VIEW_DEPTH, RoomsEnv, approach, draw_view, view_scene, wall_distance
     from generators.world.annotate import caption
 
-    env = RoomsEnv(layout_seed=seed)
-    env.reset(seed=seed)
-    lay, rng = env.layout, np.random.default_rng(seed)
-    views, caps, ids = [], [], []
-    for k, cell in enumerate(sorted(lay.objects)[:n_objects]):
-        pos, d = approach(lay, cell)
-        scene = view_scene(lay, pos, d)
-        for _ in range(renders):
-            views.append(draw_view(scene, wall_distance(lay, pos, d), rng, 64))
-            caps.append(caption(scene, 0))
-            ids.append(k)
-    for wall in range(1, VIEW_DEPTH + 2):
-        for _ in range(renders):
-            views.append(draw_view(None, wall, rng, 64))
-            caps.append("")
-            ids.append(-wall)
-    views, ids = np.stack(views), np.asarray(ids)
+    views, scenes = object_views(seed, renders, n_objects)
+    caps = [caption(sc, 0) if sc is not None else "" for sc in scenes]
+    n_obj = sum(sc is not None for sc in scenes)
+    ids = [i // renders for i in range(n_obj)] + [-1 - i // renders for i in range(len(scenes) - n_obj)]
+    ids = np.asarray(ids)
     same = ids[:, None] == ids[None, :]
     off = ~np.eye(len(ids), dtype=bool)
     obj = ids >= 0
@@ -301,6 +350,10 @@ def main() -> None:
                     help="With --world: the world's CLIP trained again with this share of object-less renders "
                          "(ClipConfig.empty_share), every other setting and the data the world's; used for clip and "
                          "caption (no vlm).")
+    ap.add_argument("--view-share", type=float, default=None,
+                    help="With --world: the world's CLIP trained again with this share of its pretrain scenes drawn "
+                         "as exploration views (wall band and all; retrain_world_clip), with --empty-share if given "
+                         "(else 0); used for clip and caption (no vlm).")
     ap.add_argument("--diagnose-only", action="store_true", help="Write the separability and bonus diagnostics "
                                                                  "(diagnostics-<tag>.json) and stop.")
     args = ap.parse_args()
@@ -314,14 +367,16 @@ def main() -> None:
     t0 = time.time()
     embeddings = args.embeddings.split(",")
     vlm = None
-    if args.world and args.empty_share is not None:
-        clip, clip_stats = retrain_world_clip(Path(args.world), work, args.empty_share)
+    if args.world and (args.empty_share is not None or args.view_share):
+        clip, clip_stats = retrain_world_clip(Path(args.world), work, args.empty_share or 0.0,
+                                              view_share=args.view_share or 0.0)
         clip_stats = {"path": f"$WORK/{clip.name}/clip", **clip_stats}
-        print(f"clip: {args.world}'s CLIP trained again with empty_share {args.empty_share}: zero-shot "
-              f"{clip_stats['zero_shot_test']['all']} ({clip_stats['train']['seconds']:.0f} s)", flush=True)
+        print(f"clip: {args.world}'s CLIP trained again with empty_share {args.empty_share or 0}, view_share "
+              f"{args.view_share or 0}: zero-shot {clip_stats['zero_shot_test']['all']}, on exploration views "
+              f"{clip_stats['zero_shot_views']} ({clip_stats['train']['seconds']:.0f} s)", flush=True)
     elif args.world:
         clip = Path(args.world)
-        clip_stats = world_clip(clip)
+        clip_stats = world_clip(clip) | {"zero_shot_views": views_zero_shot(clip / "clip")}
         print(f"clip: {clip}/clip, zero-shot {(clip_stats['zero_shot_test'] or {}).get('all')}", flush=True)
         if "vlm" in embeddings and args.vlm_steps > 0:
             vlm = str(train_vlm(clip, work, args.vlm_steps))

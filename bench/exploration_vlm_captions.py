@@ -32,31 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._vlm import rel_path  # noqa: E402
-from bench.exploration_acceptance import OUT, _write_json, train_vlm  # noqa: E402
-
-
-def views(layout_seed: int, renders: int):
-    """(views, world captions, kinds) of one layout: each object from the cell before it, then the empty views
-    at every wall distance (caption '')."""
-    import numpy as np
-
-    from consumers.exploration.env import VIEW_DEPTH, RoomsEnv, approach, draw_view, view_scene, wall_distance
-
-    env = RoomsEnv(layout_seed=layout_seed)
-    env.reset(seed=layout_seed)
-    lay, rng = env.layout, np.random.default_rng(layout_seed)
-    out, scenes = [], []
-    for cell in sorted(lay.objects):
-        pos, d = approach(lay, cell)
-        scene = view_scene(lay, pos, d)
-        for _ in range(renders):
-            out.append(draw_view(scene, wall_distance(lay, pos, d), rng, 64))
-            scenes.append(scene)
-    for wall in range(1, VIEW_DEPTH + 2):
-        for _ in range(renders):
-            out.append(draw_view(None, wall, rng, 64))
-            scenes.append(None)
-    return np.stack(out), scenes
+from bench.exploration_acceptance import OUT, _write_json, object_views, train_vlm, views_zero_shot  # noqa: E402
 
 
 def score(generated: list[str], scenes: list) -> dict:
@@ -90,20 +66,16 @@ def main() -> None:
     import torch
 
     from consumers.exploration.embeddings import ClipImageEmbedding
-    from generators.encoders import Encoder
     from generators.world.concepts import COLOURS, SHAPES
-    from generators.world.evaluate import clip_zero_shot
     from vlm.evaluate import evaluate
     from vlm.model import SynthVLM
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
     image = ClipImageEmbedding(str(args.world / "clip"))
-    per_layout = [views(int(s), args.renders) for s in args.layouts.split(",")]
+    per_layout = [object_views(int(s), args.renders) for s in args.layouts.split(",")]
     emb = [image(v, [""] * len(v)) for v, _ in per_layout]
-    obj = [(e[i], s) for e, (_, sc) in zip(emb, per_layout, strict=True) for i, s in enumerate(sc) if s is not None]
-    zs = clip_zero_shot(Encoder(f"local-dir:{args.world / 'clip'}"), torch.stack([e for e, _ in obj]),
-                        [s for _, s in obj], set())["all"]
+    zs = views_zero_shot(args.world / "clip", tuple(int(s) for s in args.layouts.split(",")), args.renders)
     print(f"world CLIP zero-shot on the one-object views: colour {zs['colour']:.3f}, shape {zs['shape']:.3f} "
           f"(n {zs['n']})", flush=True)
     res: dict = {}
