@@ -7,7 +7,11 @@ bootstrap interval of the ratio of means (seeds resampled with replacement, pair
         bench/results/exploration/acceptance-explore-98k-seeds345.json ... --out pooled-explore-98k
 
 Runs are keyed by (condition, seed); a key present in two inputs must hold the same numbers, and every input
-must share the budget (all but its seed list), or the script stops naming the first difference.
+must share the budget (all but its seed list), or the script stops naming the first difference. An input
+written `PATH:EMB=NAME` has its embedding EMB renamed NAME (a run with another CLIP beside the world CLIP's):
+
+    .venv/bin/python bench/exploration_pool.py ...98k.json ...seeds6to11.json \
+        bench/results/exploration/acceptance-explore-98k-view0.5.json:clip=clip_view0.5 --out pooled-explore-98k-view0.5
 Writes bench/results/exploration/<out>.json and <out>.png (objects per episode, one dot per seed).
 """
 
@@ -27,6 +31,13 @@ from bench._vlm import rel_path  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "exploration"
 METRICS = ("objects_per_episode", "rooms_per_episode", "distinct_objects")
+
+
+def renamed(res: dict, emb: str, name: str) -> dict:
+    """RES with embedding EMB's runs under the name NAME (condition `EMB+novelty` -> `NAME+novelty`)."""
+    runs = [r | {"condition": name + r["condition"][len(emb):]} if r["condition"].startswith(emb + "+") else r
+            for r in res["runs"]]
+    return res | {"runs": runs}
 
 
 def pool(results: list[dict]) -> dict[str, dict[int, dict]]:
@@ -103,12 +114,23 @@ def plot(table: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("inputs", nargs="+", help="acceptance JSONs of bench/exploration_acceptance.py")
+    ap.add_argument("inputs", nargs="+", help="acceptance JSONs of bench/exploration_acceptance.py (PATH or "
+                                              "PATH:EMB=NAME)")
     ap.add_argument("--out", default="pooled-explore", help="result name under bench/results/exploration/")
     args = ap.parse_args()
-    paths = [Path(p) for p in args.inputs]
-    res = summarise(pool([json.loads(p.read_text()) for p in paths]))
-    res = {"issue": 19, "inputs": [rel_path(p) for p in paths], **res}
+    loaded, names = [], []
+    for arg in args.inputs:
+        path, _, rename = arg.partition(":")
+        res = json.loads(Path(path).read_text())
+        if rename:
+            emb, eq, name = rename.partition("=")
+            if not (eq and emb and name):
+                raise SystemExit(f"input {arg!r}: write PATH:EMB=NAME to rename an embedding")
+            res = renamed(res, emb, name)
+        loaded.append(res)
+        names.append(rel_path(Path(path)) + (f":{rename}" if rename else ""))
+    res = summarise(pool(loaded))
+    res = {"issue": 19, "inputs": names, **res}
     (OUT / f"{args.out}.json").write_text(json.dumps(res, indent=1))
     plot(res["summary"], OUT / f"{args.out}.png")
     for cond, t in res["summary"].items():

@@ -289,3 +289,10 @@ def test_pooled_seeds_pair_and_refuse_a_different_budget():
     assert out["summary"]["pixels+episodic"]["objects_per_episode"]["mean"] == 2.0
     with pytest.raises(SystemExit, match="steps_per_run"):
         pool([res([0], [1.0]), res([1], [1.0], steps=200)])
+    # a second CLIP's run renamed beside the first: both pair with the one pixel baseline
+    from bench.exploration_pool import renamed
+
+    other = renamed(res([0, 1], [1.0, 2.0]), "clip", "clip_view")
+    assert {r["condition"] for r in other["runs"]} == {"clip_view+episodic", "pixels+episodic"}
+    both = summarise(pool([res([0, 1], [1.0, 2.0]), other]))["objects_per_episode_ratio"]
+    assert set(both) == {"clip+episodic / pixels+episodic", "clip_view+episodic / pixels+episodic"}
