@@ -296,3 +296,16 @@ def test_pooled_seeds_pair_and_refuse_a_different_budget():
     assert {r["condition"] for r in other["runs"]} == {"clip_view+episodic", "pixels+episodic"}
     both = summarise(pool([res([0, 1], [1.0, 2.0]), other]))["objects_per_episode_ratio"]
     assert set(both) == {"clip+episodic / pixels+episodic", "clip_view+episodic / pixels+episodic"}
+
+
+def test_bench_object_views_are_each_object_then_every_empty_wall_distance():
+    """The exploration bench's diagnostic views: RENDERS views of each of the first N objects, then RENDERS
+    empty views at every wall distance; seeded, so a second call draws the same pixels."""
+    from bench.exploration_acceptance import object_views
+    from consumers.exploration.env import VIEW_DEPTH
+
+    views, scenes = object_views(0, renders=2, n_objects=3)
+    assert views.shape == (2 * 3 + 2 * (VIEW_DEPTH + 1), 64, 64, 3) and views.dtype == np.uint8
+    assert all(s is not None for s in scenes[:6]) and all(s is None for s in scenes[6:])
+    assert scenes[0] == scenes[1] and scenes[1] != scenes[2]
+    assert np.array_equal(object_views(0, renders=2, n_objects=3)[0], views)
