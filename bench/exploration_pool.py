@@ -8,10 +8,11 @@ bootstrap interval of the ratio of means (seeds resampled with replacement, pair
 
 Runs are keyed by (condition, seed); a key present in two inputs must hold the same numbers, and every input
 must share the budget (all but its seed list), or the script stops naming the first difference. An input
-written `PATH:EMB=NAME` has its embedding EMB renamed NAME (a run with another CLIP beside the world CLIP's):
+written `PATH:EMB=NAME[,EMB=NAME]` has its embedding EMB renamed NAME (a run with another CLIP beside the world
+CLIP's):
 
     .venv/bin/python bench/exploration_pool.py ...98k.json ...seeds6to11.json \
-        bench/results/exploration/acceptance-explore-98k-view0.5.json:clip=clip_view0.5 --out pooled-explore-98k-view0.5
+        bench/results/exploration/acceptance-explore-explore-98k-view0.5.json:clip=clip_view0.5 --out pooled-explore-98k-view0.5
 Writes bench/results/exploration/<out>.json and <out>.png (objects per episode, one dot per seed).
 """
 
@@ -115,17 +116,17 @@ def plot(table: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", help="acceptance JSONs of bench/exploration_acceptance.py (PATH or "
-                                              "PATH:EMB=NAME)")
+                                              "PATH:EMB=NAME[,EMB=NAME])")
     ap.add_argument("--out", default="pooled-explore", help="result name under bench/results/exploration/")
     args = ap.parse_args()
     loaded, names = [], []
     for arg in args.inputs:
         path, _, rename = arg.partition(":")
         res = json.loads(Path(path).read_text())
-        if rename:
-            emb, eq, name = rename.partition("=")
+        for pair in filter(None, rename.split(",")):
+            emb, eq, name = pair.partition("=")
             if not (eq and emb and name):
-                raise SystemExit(f"input {arg!r}: write PATH:EMB=NAME to rename an embedding")
+                raise SystemExit(f"input {arg!r}: write PATH:EMB=NAME[,EMB=NAME] to rename embeddings")
             res = renamed(res, emb, name)
         loaded.append(res)
         names.append(rel_path(Path(path)) + (f":{rename}" if rename else ""))
