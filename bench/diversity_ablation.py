@@ -52,6 +52,7 @@ import copy
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -534,11 +535,16 @@ def finish(res: dict, out_json: Path, out_png: Path | None) -> None:
     res["checks"] = checks(res)
     res["table_markdown"] = table(res)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    # committed results name paths relative to the repository, and scratch space as $TMPDIR
-    text = json.dumps(res, indent=1).replace(f'"{ROOT}/', '"').replace(f'"{tempfile.gettempdir()}/', '"$TMPDIR/')
-    out_json.write_text(text + "\n")
+    out_json.write_text(portable_json(res) + "\n")
     if out_png is not None:
         plot(res, out_png)
+
+
+def portable_json(res: dict) -> str:
+    """RES as JSON that names no path of this machine: paths under the repository become relative to it, and
+    scratch space becomes $TMPDIR. A path may follow a quote or a colon (a spec's encoder is "local-dir:<path>")."""
+    text = re.sub(rf'([":]){re.escape(str(ROOT))}/', r"\1", json.dumps(res, indent=1))
+    return re.sub(rf'([":]){re.escape(tempfile.gettempdir())}/', r"\1$TMPDIR/", text)
 
 
 def print_checks(res: dict) -> None:

@@ -267,7 +267,7 @@ def build_world(out: str | Path, size: str = "quick", seed: int = 0, image_size:
         "held_out_fraction": len(held) / 48,
         "splits": {s: {"samples": len(scenes[s]), "dir": f"data/{s}"} for s in SPLITS},
         "models": {
-            "clip": {"path": "clip", "load": f"open_clip.create_model_and_transforms('local-dir:{out / 'clip'}')",
+            "clip": {"path": "clip", "load": "open_clip.create_model_and_transforms('local-dir:' + world_folder + '/clip')",
                      "embed_dim": encoder.dim, "context_length": encoder.context_length, **stats["clip"]},
             "lm": {"path": "lm", "load": "transformers.AutoModelForCausalLM.from_pretrained", **stats["lm"]},
             "prior": {"path": "prior", "load": "diffusers.PriorTransformer.from_pretrained(subfolder='prior')",
