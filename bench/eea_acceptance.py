@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -57,7 +58,7 @@ def main() -> None:
     only = set(a.only or ["gridworld", "cartpole", "minatar"])
     summary_path = OUT / "summary.json"
     table: dict = {}
-    t0 = time.time()
+    t0, load0 = time.time(), [round(x, 2) for x in os.getloadavg()]
 
     if "gridworld" in only:
         for reward, (sr, gr) in {"step": (-1.0, 0.0), "sparse": (0.0, 1.0)}.items():
@@ -99,7 +100,8 @@ def main() -> None:
     # merged into what earlier (partial, --only) runs wrote
     merged = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     merged.update(table)
-    merged.setdefault("_meta", {})["machine"] = "2 shared CPU cores (other jobs running), torch 1 thread"
+    merged.setdefault("_meta", {})["machine"] = {"cpus": os.cpu_count(), "torch_threads": 1, "loadavg_at_start": load0,
+                                                 "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
     merged["_meta"][f"seconds_{'_'.join(sorted(only))}"] = round(time.time() - t0)
     merged["_meta"][f"args_{'_'.join(sorted(only))}"] = vars(a)
     summary_path.write_text(json.dumps(merged, indent=1))
