@@ -506,7 +506,7 @@ def plot(res: dict, path: Path) -> None:
     fig.suptitle(f"Diversity / balance ablation on the embedded world (per_concept {s['per_concept']}, "
                  f"seeds {s['seeds']}, size-matched m={s['matched_n']})\ncaption error bars: half-range over seeds"
                  f"{vlm_note}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.965))  # room for the two-line title above the group labels
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
