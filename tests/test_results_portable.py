@@ -7,7 +7,9 @@ result and doc for an absolute path under the usual roots, after any character t
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +39,15 @@ def test_committed_results_and_docs_name_no_absolute_path():
                 if found:
                     leaks[p.relative_to(ROOT).as_posix()] = found[:3]
     assert not leaks, f"absolute paths in committed results (make them relative to the repository): {leaks}"
+
+
+def test_the_ablation_results_name_no_path_of_this_machine():
+    """bench/diversity_ablation.py's JSON: a repository path becomes relative after a quote or a colon (the spec's
+    encoder "local-dir:<path>" once leaked /work/... into a committed result), scratch space becomes $TMPDIR."""
+    from bench.diversity_ablation import portable_json
+
+    res = {"world": str(ROOT / "world"), "encoder": {"name": f"local-dir:{ROOT / 'world' / 'clip'}"},
+           "scratch": f"{tempfile.gettempdir()}/run-1", "note": "text about world/clip stays"}
+    back = json.loads(portable_json(res))
+    assert back == {"world": "world", "encoder": {"name": "local-dir:world/clip"}, "scratch": "$TMPDIR/run-1",
+                    "note": "text about world/clip stays"}
